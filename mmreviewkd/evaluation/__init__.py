@@ -1,0 +1,1 @@
+# Copyright (c) mmreviewkd contributors. All rights reserved.

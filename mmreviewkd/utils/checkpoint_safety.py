@@ -1,0 +1,59 @@
+# Copyright (c) mmreviewkd contributors. All rights reserved.
+"""Let ``torch.load(weights_only=True)`` read MMEngine checkpoints.
+
+Since torch 2.6, ``torch.load`` defaults to ``weights_only=True`` and refuses
+any pickled global that is not allow-listed. MMEngine 0.10.7 calls
+``torch.load`` without ``weights_only``, so resuming from its own checkpoints
+fails with ``Unsupported global: mmengine.logging.history_buffer.HistoryBuffer``.
+
+Rather than turning weights-only loading off (which would execute arbitrary
+pickles), we allow-list exactly the types MMEngine writes into a checkpoint:
+its ``HistoryBuffer`` (inside the message hub state) and the numpy array /
+scalar / dtype types those buffers and ``runtime_info`` contain.
+"""
+from typing import List
+
+import numpy as np
+import torch
+
+
+def _numpy_globals() -> List:
+    """The numpy reconstructors and types that pickled arrays and scalars
+    reference (module paths differ between numpy 1.x and 2.x)."""
+    found = [np.ndarray, np.dtype]
+    # ``np.core`` was renamed to ``np._core`` in numpy 2; pickles written by
+    # either refer to their own path, so allow whichever exist.
+    for mod_name in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        try:
+            mod = __import__(mod_name, fromlist=['_reconstruct', 'scalar'])
+        except ImportError:
+            continue
+        for attr in ('_reconstruct', 'scalar'):
+            obj = getattr(mod, attr, None)
+            if obj is not None:
+                found.append((obj, f'{mod_name}.{attr}'))
+    # dtype classes, e.g. numpy.dtypes.Float64DType (numpy >= 1.25)
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        for name in dir(dtypes):
+            obj = getattr(dtypes, name)
+            if isinstance(obj, type) and name.endswith('DType'):
+                found.append(obj)
+    return found
+
+
+def checkpoint_safe_globals() -> List:
+    """The allow-list: types an MMEngine training checkpoint is built from."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    return [HistoryBuffer] + _numpy_globals()
+
+
+def register_checkpoint_safe_globals() -> None:
+    """Allow-list the types above for ``torch.load(weights_only=True)``.
+
+    Idempotent, and a no-op on torch versions without
+    ``torch.serialization.add_safe_globals`` (< 2.4).
+    """
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:
+        add(checkpoint_safe_globals())

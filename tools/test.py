@@ -1,0 +1,104 @@
+# Copyright (c) mmreviewkd contributors. All rights reserved.
+"""Evaluate a checkpoint (distiller or plain student/teacher).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+        [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch|slurm]
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (evaluate) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save logs and metrics')
+    parser.add_argument(
+        '--out', help='dump the predictions to this pickle file')
+    parser.add_argument(
+        '--show-dir', help='save visualised predictions into this dir')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+
+    if args.show_dir:
+        vis = cfg.default_hooks.get('visualization')
+        if vis is None:
+            raise ValueError('--show-dir needs a `visualization` hook in '
+                             'default_hooks.')
+        if cfg.get('default_scope') == 'mmdet':  # DetVisualizationHook
+            vis['draw'] = True
+            vis['test_out_dir'] = args.show_dir
+        else:  # mmpretrain VisualizationHook
+            vis['enable'] = True
+            vis['out_dir'] = args.show_dir
+
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError('--out must be a .pkl or .pickle file.')
+        evaluator = cfg.test_evaluator
+        evaluators = list(evaluator) if isinstance(evaluator,
+                                                   (list, tuple)) else [
+                                                       evaluator
+                                                   ]
+        evaluators.append(
+            dict(type='mmengine.DumpResults', out_file_path=args.out))
+        cfg.test_evaluator = evaluators
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+
+    import mmreviewkd  # noqa: F401
+    from mmengine.runner import Runner
+
+    from mmreviewkd.registry import RUNNERS
+    from mmreviewkd.utils import register_all_modules
+    from mmreviewkd.utils.config_check import load_config
+    register_all_modules(init_default_scope=False)
+
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise FileNotFoundError(
+            f'checkpoint {args.checkpoint!r} does not exist.')
+    cfg = merge_args(load_config(args.config), args)
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
