@@ -1,1 +1,4 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
+from .cifar import CIFAR100
+
+__all__ = ['CIFAR100']

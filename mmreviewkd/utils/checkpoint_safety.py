@@ -10,7 +10,16 @@ Rather than turning weights-only loading off (which would execute arbitrary
 pickles), we allow-list exactly the types MMEngine writes into a checkpoint:
 its ``HistoryBuffer`` (inside the message hub state) and the numpy array /
 scalar / dtype types those buffers and ``runtime_info`` contain.
+
+One more global appears: ``HistoryBuffer.__getstate__`` pickles its
+statistics methods (``min``, ``max``, ``current``, ``mean``) by reference,
+i.e. as ``builtins.getattr(HistoryBuffer, 'min')``. Allow-listing the real
+``getattr`` would let a checkpoint fetch any attribute of any allow-listed
+object, so the name ``builtins.getattr`` is bound to
+:func:`history_buffer_getattr` instead, which resolves exactly those public
+methods of ``HistoryBuffer`` and refuses everything else.
 """
+import pickle
 from typing import List
 
 import numpy as np
@@ -42,10 +51,24 @@ def _numpy_globals() -> List:
     return found
 
 
+def history_buffer_getattr(obj, name: str):
+    """A ``getattr`` restricted to the public methods of ``HistoryBuffer``
+    (what MMEngine pickles for its statistics methods)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer and isinstance(name, str) \
+            and not name.startswith('_') \
+            and callable(getattr(HistoryBuffer, name, None)):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}), which is not an '
+        f'MMEngine HistoryBuffer statistics method; refusing to load it.')
+
+
 def checkpoint_safe_globals() -> List:
     """The allow-list: types an MMEngine training checkpoint is built from."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer] + _numpy_globals()
+    return [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr')
+            ] + _numpy_globals()
 
 
 def register_checkpoint_safe_globals() -> None:

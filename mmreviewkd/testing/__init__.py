@@ -1,0 +1,5 @@
+# Copyright (c) mmreviewkd contributors. All rights reserved.
+"""Small on-disk datasets in real formats, for tests and the quickstart."""
+from .fake_data import make_cifar100
+
+__all__ = ['make_cifar100']
