@@ -207,6 +207,7 @@ class ReviewKDDistiller(BaseModel):
 
         self.loss_weight = float(loss_weight)
         self.warmup_epochs = int(warmup_epochs)
+        self.infer_input_shape = tuple(infer_input_shape)
         self.student_tap = self._build_tap(self.student, student_feats,
                                            'student')
         self.teacher_tap = self._build_tap(self.teacher, teacher_feats,
