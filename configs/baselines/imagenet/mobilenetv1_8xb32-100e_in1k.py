@@ -1,0 +1,19 @@
+# ImageNet MobileNetV1 (width 1.0), the student of the ReviewKD
+# ResNet50 -> MobileNet pair (spec section 6), trained alone with the same
+# 100-epoch schedule: the baseline ReviewKD is compared against (paper 68.87).
+_base_ = [
+    'mmpretrain::_base_/datasets/imagenet_bs32.py',
+    'mmpretrain::_base_/schedules/imagenet_bs256.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='mmreviewkd.MobileNetV1'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=1024,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))
