@@ -138,3 +138,41 @@ def test_connector_errors():
         conn([torch.randn(1, 5, 4, 4), torch.randn(1, 8, 2, 2)])
     with pytest.raises(ValueError, match='built for 2 levels'):
         conn([torch.randn(1, 4, 4, 4)])
+
+
+def _reference_abf(abf, x, residual, out_size=None):
+    """The original ABF forward: concatenation and an explicit resize."""
+    x = abf.norm1(abf.conv1(x))
+    if abf.fuse:
+        residual = F.interpolate(residual, size=x.shape[-2:], mode='nearest')
+        att = torch.sigmoid(abf.att_conv(torch.cat([x, residual], 1)))
+        x = x * att[:, 0:1] + residual * att[:, 1:2]
+    if out_size is not None and tuple(out_size) != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=out_size, mode='nearest')
+    return abf.norm2(abf.conv2(x)), x
+
+
+@pytest.mark.parametrize('x_size,r_size', [((8, 8), (4, 4)), ((8, 6), (1, 1)),
+                                           ((8, 8), (8, 8)), ((7, 5), (3, 2)),
+                                           ((12, 8), (4, 2))])
+def test_abf_matches_the_original_formula(x_size, r_size):
+    """Random attention weights: the fused computation (no concatenation,
+    attention logits of the residual at its own resolution, broadcast
+    products) equals the original, values and gradients."""
+    torch.manual_seed(0)
+    abf = ABF(4, 6, 5, fuse=True).train()
+    torch.nn.init.normal_(abf.att_conv.weight)
+    torch.nn.init.normal_(abf.att_conv.bias)
+    x = torch.randn(2, 4, *x_size, requires_grad=True)
+    residual = torch.randn(2, 6, *r_size, requires_grad=True)
+    out, fused = abf(x, residual)
+    ref_out, ref_fused = _reference_abf(abf, x, residual)
+    torch.testing.assert_close(fused, ref_fused)
+    torch.testing.assert_close(out, ref_out)
+    grads = torch.autograd.grad((out.sum() + fused.square().sum()),
+                                [x, residual, abf.att_conv.weight])
+    ref_grads = torch.autograd.grad(
+        (ref_out.sum() + ref_fused.square().sum()),
+        [x, residual, abf.att_conv.weight])
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
