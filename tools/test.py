@@ -82,23 +82,37 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
 
     import mmreviewkd  # noqa: F401
-    from mmengine.runner import Runner
-
+    from mmreviewkd.engine import ReviewKDRunner
     from mmreviewkd.registry import RUNNERS
     from mmreviewkd.utils import register_all_modules
+    from mmreviewkd.utils.checkpoint_io import checkpoint_problem
     from mmreviewkd.utils.config_check import load_config
     register_all_modules(init_default_scope=False)
 
-    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        raise FileNotFoundError(
-            f'checkpoint {args.checkpoint!r} does not exist.')
+    if '://' not in args.checkpoint:
+        problem = checkpoint_problem(args.checkpoint)
+        if problem is not None:
+            error = FileNotFoundError if 'exist' in problem else ValueError
+            raise error(
+                f'checkpoint {args.checkpoint!r} cannot be used: {problem}.')
     cfg = merge_args(load_config(args.config), args)
     if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
+        runner = ReviewKDRunner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
     runner.test()
 
 
+def cli() -> int:
+    """Run :func:`main`; errors end in one ``error:`` line on stderr
+    (``MMREVIEWKD_DEBUG=1`` shows the traceback)."""
+    try:
+        from mmreviewkd.utils.cli_errors import run_cli
+    except RuntimeError as e:  # `import mmreviewkd` checks dependency versions
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(cli())

@@ -120,8 +120,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
 
     import mmreviewkd  # noqa: F401  (version check, checkpoint allow-list)
-    from mmengine.runner import Runner
-
+    from mmreviewkd.engine import ReviewKDRunner
     from mmreviewkd.registry import RUNNERS
     from mmreviewkd.utils import register_all_modules
     register_all_modules(init_default_scope=False)
@@ -130,12 +129,25 @@ def main(argv: Optional[List[str]] = None) -> None:
     cfg = load_config(args.config)
     cfg = merge_args(cfg, args)
 
+    # ReviewKDRunner: atomic checkpoints, resume from the last complete one,
+    # RNG states in checkpoints, distributed runs on CPU (gloo)
     if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
+        runner = ReviewKDRunner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
     runner.train()
 
 
+def cli() -> int:
+    """Run :func:`main`; errors end in one ``error:`` line on stderr
+    (``MMREVIEWKD_DEBUG=1`` shows the traceback)."""
+    try:
+        from mmreviewkd.utils.cli_errors import run_cli
+    except RuntimeError as e:  # `import mmreviewkd` checks dependency versions
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(cli())

@@ -8,6 +8,7 @@ from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
 
 from mmreviewkd.models.utils import export_student
 from mmreviewkd.registry import HOOKS
+from mmreviewkd.utils.checkpoint_io import ATOMIC_BACKEND_ARGS
 
 
 @HOOKS.register_module()
@@ -48,5 +49,6 @@ class StudentExportHook(Hook):
         ckpt = export_student(
             dict(state_dict=weights_to_cpu(model.state_dict())), meta=meta)
         path = osp.join(runner.work_dir, self.filename)
-        save_checkpoint(ckpt, path)
+        # atomic: a kill during the save never leaves a truncated file
+        save_checkpoint(ckpt, path, backend_args=dict(ATOMIC_BACKEND_ARGS))
         runner.logger.info(f'Student-only checkpoint saved to {path}')

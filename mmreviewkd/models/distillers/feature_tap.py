@@ -103,10 +103,13 @@ class FeatureTap:
                 f'{missing}; check the feature point names.')
         self.points = [(str(n), bool(r)) for n, r in points]
         self.pooled_from = pooled_from
+        self._model = model
+        self._names = names
         self._outputs: List[Optional[object]] = [None] * len(names)
+        self._hooked = [modules[name] for name in names]
         self._handles = [
-            modules[name].register_forward_hook(self._make_hook(i))
-            for i, name in enumerate(names)
+            module.register_forward_hook(self._make_hook(i))
+            for i, module in enumerate(self._hooked)
         ]
 
     def _make_hook(self, index: int):
@@ -138,7 +141,19 @@ class FeatureTap:
         return feats
 
     def clear(self) -> None:
+        """Forget recorded outputs, and follow modules that were replaced
+        since the hooks were set (BN <-> SyncBN conversion by the runner
+        swaps BN modules, which can be feature points)."""
         self._outputs = [None] * len(self._outputs)
+        if not self._handles:
+            return
+        for i, name in enumerate(self._names):
+            module = self._model.get_submodule(name)
+            if module is not self._hooked[i]:
+                self._handles[i].remove()
+                self._hooked[i] = module
+                self._handles[i] = module.register_forward_hook(
+                    self._make_hook(i))
 
     def remove(self) -> None:
         for handle in self._handles:

@@ -1,0 +1,123 @@
+# Copyright (c) mmreviewkd contributors. All rights reserved.
+"""A tiny ReviewKD config (CIFAR resnet14 -> resnet8 on a fake CIFAR) for
+end-to-end tests of the runtime: it inherits the shipped
+``configs/_base_/reviewkd_runtime.py``, so the default hooks and runner of
+every ReviewKD config are what runs, and imports the test-only hooks and
+loss of ``mmreviewkd.testing`` (kill, NaN injection, per-rank state dump)."""
+import os.path as osp
+from typing import Optional, Sequence
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+RUNTIME_CFG = osp.join(ROOT, 'configs', '_base_', 'reviewkd_runtime.py')
+
+_TEMPLATE = '''
+_base_ = ['mmpretrain::_base_/default_runtime.py', r'{runtime}']
+custom_imports = dict(
+    imports=['mmreviewkd.testing.kill_hook', 'mmreviewkd.testing.nan_loss',
+             'mmreviewkd.testing.rank_dump_hook'],
+    allow_failed_imports=False)
+
+model = dict(
+    type='mmreviewkd.ReviewKDDistiller',
+    student=dict(
+        type='ImageClassifier',
+        backbone=dict(type='mmreviewkd.CifarResNet', depth=8),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes={num_classes},
+                  in_channels=64, loss=dict(type='CrossEntropyLoss'))),
+    teacher=dict(
+        type='ImageClassifier',
+        backbone=dict(type='mmreviewkd.CifarResNet', depth=14),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes={num_classes},
+                  in_channels=64, loss=dict(type='CrossEntropyLoss'))),
+    teacher_ckpt={teacher_ckpt!r},
+    connector=dict(type='ABFConnector'),
+    distill_loss={distill_loss!r},
+    loss_weight=1.0,
+    warmup_epochs={warmup_epochs},
+    student_feats=dict(preact=False),
+    teacher_feats=dict(preact=True),
+    infer_input_shape=(3, 32, 32))
+data_preprocessor = dict(num_classes={num_classes},
+                         mean=[125.3, 123.0, 113.9],
+                         std=[63.0, 62.1, 66.7], to_rgb=False)
+
+train_pipeline = [
+    dict(type='RandomCrop', crop_size=32, padding=4),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size={batch_size}, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='mmreviewkd.CIFAR100', data_root=r'{data_root}',
+                 split='train', verify_md5=False, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=16, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='mmreviewkd.CIFAR100', data_root=r'{data_root}',
+                 split='test', verify_md5=False,
+                 pipeline=[dict(type='PackInputs')]))
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+val_cfg = dict()
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+test_cfg = dict()
+
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4,
+                   nesterov=True))
+param_scheduler = dict(type='MultiStepLR', by_epoch=True, milestones=[2],
+                       gamma=0.1, begin=0, end={max_epochs})
+train_cfg = dict(by_epoch=True, max_epochs={max_epochs}, val_interval=1)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=1),
+    checkpoint=dict(type='CheckpointHook', interval=1))
+# log every iteration's own values (no running mean over 10 iterations)
+log_processor = dict(window_size=1)
+randomness = dict(seed=0, deterministic=True)
+'''
+
+
+def tiny_distill_config(data_root: str,
+                        teacher_ckpt: Optional[str] = None,
+                        extra_hooks: Sequence[dict] = (),
+                        custom_hooks: Optional[Sequence[dict]] = None,
+                        distill_loss: Optional[dict] = None,
+                        num_classes: int = 10,
+                        batch_size: int = 8,
+                        warmup_epochs: int = 1,
+                        max_epochs: int = 3) -> str:
+    """The config text (write it to a ``.py`` file).
+
+    Args:
+        data_root (str): A folder written by :func:`make_cifar100`.
+        teacher_ckpt (str, optional): Teacher weights; None trains against a
+            randomly initialised teacher.
+        extra_hooks (Sequence[dict]): Appended to the ``custom_hooks``.
+        custom_hooks (Sequence[dict], optional): Replace the ``custom_hooks``
+            of ``reviewkd_runtime.py``.
+        distill_loss (dict, optional): Defaults to ``dict(type='HCLLoss')``.
+        num_classes (int): Classes of the fake dataset.
+        batch_size (int): Per-process batch size.
+        warmup_epochs (int): ReviewKD warm-up (epoch 0 has factor 0).
+        max_epochs (int): Epochs; the LR drops x0.1 after epoch 2.
+    """
+    text = _TEMPLATE.format(
+        runtime=RUNTIME_CFG,
+        data_root=data_root,
+        teacher_ckpt=teacher_ckpt,
+        distill_loss=distill_loss or dict(type='HCLLoss'),
+        num_classes=num_classes,
+        batch_size=batch_size,
+        warmup_epochs=warmup_epochs,
+        max_epochs=max_epochs)
+    if extra_hooks or custom_hooks is not None:
+        if custom_hooks is None:
+            from mmengine.config import Config
+            custom_hooks = Config.fromfile(RUNTIME_CFG).custom_hooks
+        hooks = [dict(h) for h in custom_hooks]
+        hooks += [dict(h) for h in extra_hooks]
+        text += f'\ncustom_hooks = {hooks!r}\n'
+    return text
