@@ -126,6 +126,11 @@ def cpu_peak_mb(fn, repeats):
     if pid == 0:  # child
         os.close(read_fd)
         try:
+            # The parent's OpenMP thread pool does not survive fork(): a
+            # multi-threaded conv in the child hangs (seen with the mmdet
+            # detectors). Peak memory does not depend on the thread count.
+            import torch
+            torch.set_num_threads(1)
             base = _proc_status_mb('VmRSS')
             for _ in range(repeats):
                 fn()
@@ -167,9 +172,8 @@ def main(argv=None):
     def step_student():
         losses = distiller.student.loss(inputs, samples)
         distiller.student_tap.clear()
-        loss = sum(v for k, v in losses.items() if 'loss' in k)
-        if isinstance(loss, (list, tuple)):
-            loss = sum(loss)
+        # parse_losses also sums per-level lists (mmdet RPN losses)
+        loss, _ = distiller.student.parse_losses(losses)
         opt_student.zero_grad(set_to_none=True)
         loss.backward()
         opt_student.step()
@@ -181,7 +185,7 @@ def main(argv=None):
 
     def step_distiller():
         losses = distiller.loss(inputs, samples)
-        loss = sum(v for k, v in losses.items() if 'loss' in k)
+        loss, _ = distiller.parse_losses(losses)
         opt_all.zero_grad(set_to_none=True)
         loss.backward()
         opt_all.step()

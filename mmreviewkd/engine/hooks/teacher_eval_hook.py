@@ -59,6 +59,12 @@ class TeacherEvalHook(Hook):
             size = min(size, self.max_iters * val_loop.dataloader.batch_size)
         metrics = evaluator.evaluate(size)
         model.train(was_training)
+        if not metrics:
+            runner.logger.warning(
+                'TeacherEvalHook: the evaluator returned no teacher metrics '
+                '(e.g. no detection above the score threshold); is the '
+                'teacher checkpoint right?')
+            return
         text = ', '.join(f'{k}: {v:.4f}' if isinstance(v, float) else
                          f'{k}: {v}' for k, v in metrics.items())
         runner.logger.info(f'Teacher on the val set before distillation: '

@@ -25,6 +25,7 @@ from mmengine.structures import BaseDataElement
 from mmreviewkd.registry import MODELS
 from mmreviewkd.utils.config_check import load_config
 from .feature_tap import FeatureTap, resolve_feature_points
+from .teacher_input import TeacherRenormalizer
 
 ModelCfg = Union[dict, str, ConfigDict]
 
@@ -37,7 +38,11 @@ def build_model_from_ref(cfg: ModelCfg, who: str) -> nn.Module:
     config path such as ``'mmpretrain::resnet/resnet18_8xb32_in1k.py'``,
     ``'mmdet::faster_rcnn/...py'`` or a local file, whose ``model`` is built
     in that config's ``default_scope``; or ``dict(cfg_path=<path>, **kw)``
-    where ``kw`` overrides keys of that config's ``model``.
+    where ``kw`` is merged into that config's ``model`` the way ``_base_``
+    inheritance merges (nested dicts key by key, ``_delete_=True`` to
+    replace), e.g. ``dict(cfg_path=..., test_cfg=dict(rcnn=dict(
+    score_thr=0.)))`` or ``--cfg-options model.teacher.backbone.init_cfg=
+    None``.
     """
     overrides: dict = {}
     if isinstance(cfg, (dict, ConfigDict)) and 'cfg_path' in cfg:
@@ -49,7 +54,7 @@ def build_model_from_ref(cfg: ModelCfg, who: str) -> nn.Module:
         except FileNotFoundError as e:
             raise FileNotFoundError(f'ReviewKDDistiller: {who}: {e}') from None
         model_cfg = copy.deepcopy(full.model)
-        model_cfg.update(overrides)
+        model_cfg.merge(copy.deepcopy(overrides))
         if full.get('data_preprocessor') is not None:
             model_cfg.setdefault('data_preprocessor',
                                  copy.deepcopy(full.data_preprocessor))
@@ -168,6 +173,15 @@ class ReviewKDDistiller(BaseModel):
             to infer channels at build time. Defaults to (3, 32, 32).
         data_preprocessor (dict, optional): Passed to the student (the
             distiller uses the student's preprocessor).
+        teacher_input (str): What the teacher sees. ``'auto'`` (default):
+            the student's preprocessed batch (same resize, augmentation and
+            padding), re-normalised with the teacher's own mean / std /
+            BGR-RGB order when the teacher's data preprocessor normalises
+            differently from the student's (see
+            :class:`TeacherRenormalizer`); ``teacher_predict`` then uses the
+            teacher's own preprocessor. A teacher whose preprocessor does
+            not normalise (an inline dict without one) shares the student's
+            batch. ``'student'``: always the student's batch as is.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -183,6 +197,7 @@ class ReviewKDDistiller(BaseModel):
                  teacher_feats: dict = dict(preact=False),
                  infer_input_shape: Sequence[int] = (3, 32, 32),
                  data_preprocessor: Optional[dict] = None,
+                 teacher_input: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         if loss_weight < 0:
             raise ValueError(f'ReviewKDDistiller: loss_weight must be >= 0, '
@@ -190,6 +205,9 @@ class ReviewKDDistiller(BaseModel):
         if warmup_epochs < 0:
             raise ValueError(f'ReviewKDDistiller: warmup_epochs must be >= 0,'
                              f' got {warmup_epochs}.')
+        if teacher_input not in ('auto', 'student'):
+            raise ValueError(f'ReviewKDDistiller: teacher_input must be '
+                             f'"auto" or "student", got {teacher_input!r}.')
         student_model = build_model_from_ref(
             self._with_preprocessor(student, data_preprocessor), 'student')
         super().__init__(
@@ -204,6 +222,12 @@ class ReviewKDDistiller(BaseModel):
             self.teacher._is_init = True
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        # None unless the teacher normalises differently from the student
+        self.teacher_renorm = None
+        if teacher_input == 'auto':
+            self.teacher_renorm = TeacherRenormalizer.between(
+                self.data_preprocessor,
+                getattr(self.teacher, 'data_preprocessor', None))
 
         self.loss_weight = float(loss_weight)
         self.warmup_epochs = int(warmup_epochs)
@@ -336,7 +360,11 @@ class ReviewKDDistiller(BaseModel):
         if weight > 0:
             self.teacher_tap.clear()
             with torch.no_grad():
-                self.teacher.extract_feat(inputs)
+                if self.teacher_renorm is not None:  # teacher's own mean/std
+                    self.teacher.extract_feat(
+                        self.teacher_renorm(inputs, data_samples))
+                else:
+                    self.teacher.extract_feat(inputs)
             teacher_feats = self.teacher_tap.pop()
             outs = self.connector(student_feats,
                                   [t.shape[-2:] for t in teacher_feats])
@@ -353,6 +381,10 @@ class ReviewKDDistiller(BaseModel):
     @torch.no_grad()
     def teacher_predict(self, data: dict) -> list:
         """Teacher predictions for one val batch (used by TeacherEvalHook);
-        inputs go through the distiller's (student's) data preprocessor."""
-        data = self.data_preprocessor(data, False)
+        inputs go through the distiller's (student's) data preprocessor, or
+        the teacher's own when it normalises differently."""
+        if self.teacher_renorm is not None:
+            data = self.teacher.data_preprocessor(data, False)
+        else:
+            data = self.data_preprocessor(data, False)
         return self.teacher(**data, mode='predict')
