@@ -109,8 +109,8 @@ class ABF(BaseModule):
         logits = F.conv2d(x, weight[:, :mid], self.att_conv.bias) + _resize(
             F.conv2d(residual, weight[:, mid:]), x.shape[-2:])
         att = torch.sigmoid(logits)
-        return torch.addcmul(
-            _mul_resized(residual, att[:, 1:2]), x, att[:, 0:1])
+        # (addcmul's backward would scale a full-size tensor by its value)
+        return _mul_resized(residual, att[:, 1:2]).add_(x * att[:, 0:1])
 
     def forward(
         self,
