@@ -43,6 +43,11 @@ def parse_args(argv=None):
     parser.add_argument('--device', default=None,
                         help='cuda or cpu (default: cuda if available)')
     parser.add_argument('--cfg-options', nargs='+', default=None)
+    parser.add_argument(
+        '--compare-original',
+        action='store_true',
+        help='also time (d) the distiller with the authors\' ABF fusion '
+        '(concatenation + explicit resize) in the same run')
     return parser.parse_args(argv)
 
 
@@ -193,6 +198,25 @@ def main(argv=None):
     phases = [('a) student train step', step_student),
               ('b) teacher forward', step_teacher),
               ('c) distiller train step', step_distiller)]
+    if args.compare_original:
+        from mmreviewkd.models.connectors.abf import ABF
+        ours = ABF._fuse
+
+        def original_fuse(self, x, residual):
+            import torch.nn.functional as F
+            residual = F.interpolate(
+                residual, size=x.shape[-2:], mode='nearest')
+            att = torch.sigmoid(self.att_conv(torch.cat([x, residual], 1)))
+            return x * att[:, 0:1] + residual * att[:, 1:2]
+
+        def step_original():
+            ABF._fuse = original_fuse
+            try:
+                step_distiller()
+            finally:
+                ABF._fuse = ours
+
+        phases.append(('d) ... original ABF fusion', step_original))
     times = {name: [] for name, _ in phases}
     peaks = {}
     for name, fn in phases:  # warm-up and memory, one phase at a time
@@ -228,8 +252,11 @@ def main(argv=None):
     for name, _ in phases:
         print(f'{name:26s} median {med[name]:8.2f} ms, peak memory '
               f'{peaks[name]:7.1f} MiB above the model')
-    a, b, c = (med[name] for name, _ in phases)
+    a, b, c = (med[name] for name, _ in phases[:3])
     print(f'ratio c / (a + b) = {c / (a + b):.3f}')
+    if args.compare_original:
+        d = med[phases[3][0]]
+        print(f'ratio d / (a + b) = {d / (a + b):.3f} (authors\' fusion)')
     return c / (a + b)
 
 
