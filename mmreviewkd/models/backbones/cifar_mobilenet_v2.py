@@ -12,7 +12,8 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import freeze_modules, normalize_out_indices, set_norm_eval
+from .cifar_resnet import (CIFAR_INIT_CFG, freeze_modules,
+                           normalize_out_indices, set_norm_eval)
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int,
@@ -113,15 +114,9 @@ class CifarMobileNetV2(BaseBackbone):
                  out_indices: Sequence[int] = (7, ),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 init_cfg: Optional[Union[dict, List[dict]]] = [
-                     dict(
-                         type='Kaiming',
-                         layer='Conv2d',
-                         mode='fan_out',
-                         nonlinearity='relu',
-                         distribution='normal'),
-                     dict(type='Constant', val=1, layer=['_BatchNorm'])
-                 ]) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = (
+                     CIFAR_INIT_CFG)
+                 ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.widen_factor = widen_factor
         self.num_stages = len(self.arch_settings)

@@ -17,6 +17,20 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmreviewkd.registry import MODELS
 
 
+#: The CRD/RepDistiller initialisation shared by the CIFAR backbones:
+#: Kaiming-normal (fan_out) convs, BN weight 1 / bias 0 (BaseModule copies
+#: it, so sharing the default is safe).
+CIFAR_INIT_CFG = [
+    dict(
+        type='Kaiming',
+        layer='Conv2d',
+        mode='fan_out',
+        nonlinearity='relu',
+        distribution='normal'),
+    dict(type='Constant', val=1, layer=['_BatchNorm'])
+]
+
+
 def normalize_out_indices(out_indices: Union[int, Sequence[int]],
                           num_outputs: int, owner: str) -> Tuple[int, ...]:
     """Check ``out_indices`` and turn negative entries into positive ones.
@@ -136,15 +150,9 @@ class CifarResNet(BaseBackbone):
                  out_indices: Sequence[int] = (2, ),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 init_cfg: Optional[Union[dict, List[dict]]] = [
-                     dict(
-                         type='Kaiming',
-                         layer='Conv2d',
-                         mode='fan_out',
-                         nonlinearity='relu',
-                         distribution='normal'),
-                     dict(type='Constant', val=1, layer=['_BatchNorm'])
-                 ]) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = (
+                     CIFAR_INIT_CFG)
+                 ) -> None:
         super().__init__(init_cfg=init_cfg)
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(

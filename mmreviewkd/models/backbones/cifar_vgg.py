@@ -14,7 +14,8 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import freeze_modules, normalize_out_indices, set_norm_eval
+from .cifar_resnet import (CIFAR_INIT_CFG, freeze_modules,
+                           normalize_out_indices, set_norm_eval)
 
 
 @MODELS.register_module()
@@ -68,15 +69,9 @@ class CifarVGG(BaseBackbone):
                  pool3_input_height: Optional[int] = 64,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 init_cfg: Optional[Union[dict, List[dict]]] = [
-                     dict(
-                         type='Kaiming',
-                         layer='Conv2d',
-                         mode='fan_out',
-                         nonlinearity='relu',
-                         distribution='normal'),
-                     dict(type='Constant', val=1, layer=['_BatchNorm'])
-                 ]) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = (
+                     CIFAR_INIT_CFG)
+                 ) -> None:
         super().__init__(init_cfg=init_cfg)
         if depth not in self.arch_settings:
             raise ValueError(f'CifarVGG depth must be one of '

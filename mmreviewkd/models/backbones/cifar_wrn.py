@@ -13,7 +13,8 @@ from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import freeze_modules, normalize_out_indices, set_norm_eval
+from .cifar_resnet import (CIFAR_INIT_CFG, freeze_modules,
+                           normalize_out_indices, set_norm_eval)
 
 
 class WideBasicBlock(nn.Module):
@@ -108,15 +109,9 @@ class CifarWRN(BaseBackbone):
                  relu_post_features: bool = False,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 init_cfg: Optional[Union[dict, List[dict]]] = [
-                     dict(
-                         type='Kaiming',
-                         layer='Conv2d',
-                         mode='fan_out',
-                         nonlinearity='relu',
-                         distribution='normal'),
-                     dict(type='Constant', val=1, layer=['_BatchNorm'])
-                 ]) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = (
+                     CIFAR_INIT_CFG)
+                 ) -> None:
         super().__init__(init_cfg=init_cfg)
         if depth < 10 or (depth - 4) % 6 != 0:
             raise ValueError(
