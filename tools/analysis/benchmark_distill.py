@@ -48,6 +48,13 @@ def parse_args(argv=None):
         action='store_true',
         help='also time (d) the distiller with the authors\' ABF fusion '
         '(concatenation + explicit resize) in the same run')
+    parser.add_argument(
+        '--profile',
+        type=int,
+        default=0,
+        metavar='N',
+        help='after timing, print the N most expensive operators (self CPU '
+        'time, grouped by input shape) of one distiller train step')
     return parser.parse_args(argv)
 
 
@@ -257,6 +264,18 @@ def main(argv=None):
     if args.compare_original:
         d = med[phases[3][0]]
         print(f'ratio d / (a + b) = {d / (a + b):.3f} (authors\' fusion)')
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        activities = [ProfilerActivity.CPU]
+        if device.startswith('cuda'):
+            activities.append(ProfilerActivity.CUDA)
+        with profile(activities=activities, record_shapes=True) as prof:
+            step_distiller()
+            sync()
+        print(prof.key_averages(group_by_input_shape=True).table(
+            sort_by='self_cuda_time_total'
+            if device.startswith('cuda') else 'self_cpu_time_total',
+            row_limit=args.profile))
     return c / (a + b)
 
 
