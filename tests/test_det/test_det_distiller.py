@@ -306,8 +306,10 @@ def test_exported_student_loads_into_plain_config_and_predicts_the_same(
     img_path = raw['data_samples'][0].img_path
     result = inferencer(img_path, no_save_vis=True, return_datasamples=True)
     pred = result['predictions'][0]
+    # one image instead of a batch of two: other conv blocking, so allow
+    # float-rounding differences (1e-4 px on boxes, 1e-5 relative)
     for x, y in zip(_instances(ref[0]), _instances(pred)):
-        torch.testing.assert_close(x, y)
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-4)
 
 
 # ------------------------------------------------------------ tiny COCO
