@@ -76,6 +76,16 @@ def is_partial_file(name: str) -> bool:
     return base.startswith('.') and base.endswith(PARTIAL_SUFFIX)
 
 
+def read_last_checkpoint(work_dir: str) -> Optional[str]:
+    """The path in MMEngine's ``work_dir/last_checkpoint`` pointer file, or
+    None when there is no pointer (or it is empty)."""
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        return f.read().strip() or None
+
+
 def checkpoint_problem(filepath: str) -> Optional[str]:
     """Why ``filepath`` is not a complete PyTorch checkpoint, or None.
 

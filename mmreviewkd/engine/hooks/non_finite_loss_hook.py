@@ -1,6 +1,5 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
 import math
-import os.path as osp
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -10,6 +9,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 
 from mmreviewkd.registry import HOOKS
+from mmreviewkd.utils.checkpoint_io import read_last_checkpoint
 
 
 class NonFiniteLossError(RuntimeError):
@@ -146,11 +146,7 @@ class NonFiniteLossHook(Hook):
         path = runner.message_hub.get_info('last_ckpt')
         if path:
             return str(path)
-        pointer = osp.join(runner.work_dir, 'last_checkpoint')
-        if osp.isfile(pointer):
-            with open(pointer) as f:
-                return f.read().strip() or None
-        return None
+        return read_last_checkpoint(runner.work_dir)
 
     def after_train_iter(self,
                          runner,

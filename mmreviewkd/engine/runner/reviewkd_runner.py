@@ -18,7 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 from mmreviewkd.registry import RUNNERS
 from mmreviewkd.utils.checkpoint_io import (ATOMIC_BACKEND_ARGS,
                                             checkpoint_problem,
-                                            is_partial_file)
+                                            is_partial_file,
+                                            read_last_checkpoint)
 
 from .rng_state import capture_rng_state, restore_rng_state
 
@@ -240,11 +241,7 @@ class ReviewKDRunner(Runner):
         (``CheckpointHook(out_dir=...)``). So a copied or moved work dir
         resumes from its own files, not from where it was written.
         """
-        pointer_target = None
-        pointer = osp.join(self.work_dir, 'last_checkpoint')
-        if osp.isfile(pointer):
-            with open(pointer) as f:
-                pointer_target = f.read().strip() or None
+        pointer_target = read_last_checkpoint(self.work_dir)
         ckpt_dir = self.work_dir
         found = self._numbered_checkpoints(ckpt_dir)
         if not found and pointer_target is not None:
