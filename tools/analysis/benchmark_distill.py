@@ -14,7 +14,9 @@ In one run, on identical random batches, it times the model-only train step
 interleaving the three every round so that machine noise hits them alike,
 and prints the medians, the peak memory of each, and the ratio
 c / (a + b): 1.0 would mean distillation costs nothing beyond running both
-networks.
+networks. On CPU, freed memory is kept for reuse as in training
+(``--default-malloc`` leaves glibc as it is; see
+``mmreviewkd/utils/cpu_memory.py``).
 """
 import argparse
 import gc
@@ -55,6 +57,12 @@ def parse_args(argv=None):
         metavar='N',
         help='after timing, print the N most expensive operators (self CPU '
         'time, grouped by input shape) of one distiller train step')
+    parser.add_argument(
+        '--default-malloc',
+        action='store_true',
+        help='leave glibc malloc as it is; by default CPU runs keep freed '
+        'memory for reuse as tools/train.py does on CPU '
+        '(mmreviewkd/utils/cpu_memory.py)')
     return parser.parse_args(argv)
 
 
@@ -161,6 +169,11 @@ def main(argv=None):
     import torch
     torch.set_num_threads(args.threads)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    malloc_note = 'as it is'
+    if device == 'cpu' and not args.default_malloc:
+        from mmreviewkd.utils.cpu_memory import reuse_freed_cpu_memory
+        if reuse_freed_cpu_memory():
+            malloc_note = 'freed memory kept for reuse, as in training'
     distiller, cfg = build_distiller(args)
     distiller.to(device).train()
     is_det = not (hasattr(distiller.student, 'head')
@@ -251,6 +264,8 @@ def main(argv=None):
     print(f'config: {args.config}')
     print(f'device: {device} ({torch.get_num_threads()} threads), batch '
           f'{batch} x 3 x {size[0]} x {size[1]}, {args.iters} timed rounds')
+    if device == 'cpu':
+        print(f'malloc: {malloc_note}')
     n_s = sum(p.numel() for p in distiller.student.parameters())
     n_c = sum(p.numel() for p in distiller.connector.parameters())
     n_t = sum(p.numel() for p in distiller.teacher.parameters())

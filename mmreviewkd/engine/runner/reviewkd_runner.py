@@ -20,6 +20,8 @@ from mmreviewkd.utils.checkpoint_io import (ATOMIC_BACKEND_ARGS,
                                             checkpoint_problem,
                                             is_partial_file,
                                             read_last_checkpoint)
+from mmreviewkd.utils.cpu_memory import (resolve_reuse_setting,
+                                         reuse_freed_cpu_memory)
 
 from .rng_state import capture_rng_state, restore_rng_state
 
@@ -68,6 +70,10 @@ class ReviewKDRunner(Runner):
       ``torch.cuda.set_device`` call, ``MMDistributedDataParallel`` is
       built without ``device_ids`` and SyncBN falls back to BatchNorm (with
       a warning; PyTorch's SyncBatchNorm needs GPUs).
+    - **Freed CPU memory is reused** on runs without CUDA (glibc only):
+      large activations are not page-faulted in afresh every step (see
+      :mod:`mmreviewkd.utils.cpu_memory`). ``env_cfg`` key
+      ``reuse_freed_cpu_memory``: ``'auto'`` (default), True or False.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -79,7 +85,20 @@ class ReviewKDRunner(Runner):
 
     # ------------------------------------------------------------ environment
     def setup_env(self, env_cfg: dict) -> None:
-        """Set up the environment; distributed CPU runs use gloo."""
+        """Set up the environment; distributed CPU runs use gloo, and CPU
+        runs keep freed memory for reuse (``reuse_freed_cpu_memory``)."""
+        reuse = resolve_reuse_setting(
+            env_cfg.get('reuse_freed_cpu_memory', 'auto'),
+            torch.cuda.is_available())
+        if reuse:
+            if reuse_freed_cpu_memory():
+                self._env_notes.append(
+                    'Freed CPU memory is kept for reuse (glibc mallopt; '
+                    'env_cfg.reuse_freed_cpu_memory=False turns it off).')
+            else:
+                self._env_notes.append(
+                    'env_cfg.reuse_freed_cpu_memory: not glibc, left the '
+                    'allocator as it is.')
         if not self.distributed or is_distributed() \
                 or torch.cuda.is_available():
             return super().setup_env(env_cfg)
