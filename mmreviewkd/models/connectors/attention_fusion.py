@@ -12,13 +12,14 @@ through a slow generic path. Here, when the residual's size divides the
 fused size (the usual 2x of a feature pyramid, or equal sizes):
 
 - forward: the residual's half of the attention conv runs at the
-  residual's resolution and only its 2-channel result is broadcast; the
-  product ``up(r) * a1`` is formed from a broadcast view of ``r``, never
-  materialising ``up(r)``;
+  residual's resolution and only its 2-channel result is broadcast;
+  ``up(r)`` is one strided copy of a broadcast view and no temporary
+  is made for the products;
 - backward: the attention gradients are per-pixel channel sums, the input
-  gradients of the attention conv are 2-input-channel 1x1 convolutions and
-  its weight gradient a batched matrix product; the residual's gradient
-  folds back the nearest resize with PyTorch's upsampling backward.
+  gradient of the attention conv is two broadcast products (of ``x``) and
+  a 2-input-channel 1x1 conv (of the low-resolution residual), its weight
+  gradient a batched matrix product; the residual's gradient folds back
+  the nearest resize with PyTorch's upsampling backward.
 
 The values and every gradient equal the reference formula up to float
 rounding (``tests/test_models/test_abf.py``). The fast path runs for
@@ -59,11 +60,16 @@ class _AttentionFusion(torch.autograd.Function):
         logits.view(n, 2, h, sh, w, sw).add_(
             F.conv2d(residual, weight[:, m:]).view(n, 2, h, 1, w, 1))
         att = logits.sigmoid_()
-        fused = torch.mul(
-            residual.view(n, m, h, 1, w, 1),
-            att[:, 1:2].view(n, 1, h, sh, w, sw)).view(n, m, H, W)
+        # nearest resize by integer factors as one strided copy (PyTorch's
+        # CPU upsampling kernel copies twice); kept for the backward, as
+        # autograd would keep it for the product
+        up_r = residual
+        if (sh, sw) != (1, 1):
+            up_r = residual[:, :, :, None, :, None].expand(
+                n, m, h, sh, w, sw).reshape(n, m, H, W)
+        fused = torch.mul(up_r, att[:, 1:2])
         fused.addcmul_(x, att[:, 0:1])
-        ctx.save_for_backward(x, residual, weight, att)
+        ctx.save_for_backward(x, residual, up_r, weight, att)
         ctx.has_bias = bias is not None
         return fused
 
@@ -71,7 +77,7 @@ class _AttentionFusion(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor],
                                                    ...]:
-        x, residual, weight, att = ctx.saved_tensors
+        x, residual, up_r, weight, att = ctx.saved_tensors
         n, m, H, W = x.shape
         h, w = residual.shape[-2:]
         sh, sw = H // h, W // w
@@ -80,19 +86,17 @@ class _AttentionFusion(torch.autograd.Function):
         # d fused / d a0 = x, d fused / d a1 = up(r): summed over channels
         grad_att = torch.empty_like(att)
         torch.sum(grad * x, 1, keepdim=True, out=grad_att[:, 0:1])
-        torch.sum(
-            (grad.view(n, m, h, sh, w, sw) *
-             residual.view(n, m, h, 1, w, 1)).view(n, m, H, W),
-            1,
-            keepdim=True,
-            out=grad_att[:, 1:2])
+        torch.sum(grad * up_r, 1, keepdim=True, out=grad_att[:, 1:2])
         grad_logits = grad_att.mul_(att).mul_(1 - att)  # sigmoid'
         grad_logits_low = grad_logits.view(n, 2, h, sh, w, sw).sum((3, 5))
         grad_x = grad_r = grad_w = grad_b = None
         if need_x:
-            grad_x = F.conv2d(grad_logits,
-                              weight[:, :m].transpose(0, 1).contiguous())
-            grad_x.addcmul_(grad, att[:, 0:1])
+            # the 2 -> M "conv" of the logits' gradient as two broadcast
+            # products: faster than a 2-input-channel convolution
+            grad_x = torch.mul(grad, att[:, 0:1])
+            w_x = weight[:, :m].view(2, 1, m, 1, 1)
+            grad_x.addcmul_(grad_logits[:, 0:1], w_x[0]).addcmul_(
+                grad_logits[:, 1:2], w_x[1])
         if need_r:
             grad_up = grad * att[:, 1:2]
             if (sh, sw) != (1, 1):
