@@ -49,16 +49,30 @@ def test_hcl_skips_pool_sizes_by_height_not_width():
     assert loss.item() == pytest.approx(5.5 / 1.5, rel=1e-6)
 
 
-def test_hcl_matches_reference_formula_on_random_data():
+@pytest.mark.parametrize('size', [(8, 8), (6, 10), (7, 5), (12, 8), (3, 3)])
+def test_hcl_matches_reference_formula_on_random_data(size):
+    """The spec's formula written out (pool S and T separately, from the
+    full maps), values and gradients; sizes whose pooling bins do and do not
+    nest."""
     torch.manual_seed(0)
-    s, t = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    s = torch.randn(2, 4, *size, requires_grad=True)
+    t = torch.randn(2, 4, *size)
     ref = ((s - t)**2).mean()
-    for w, l in ((0.5, 4), (0.25, 2), (0.125, 1)):
+    total, w = 1.0, 1.0
+    for l in (4, 2, 1):
+        if l >= size[0]:
+            continue
+        w /= 2
         ps = torch.nn.functional.adaptive_avg_pool2d(s, l)
         pt = torch.nn.functional.adaptive_avg_pool2d(t, l)
         ref = ref + w * ((ps - pt)**2).mean()
-    ref = ref / 1.875
-    assert HCLLoss()([s], [t]).item() == pytest.approx(ref.item(), rel=1e-6)
+        total += w
+    ref = ref / total
+    loss = HCLLoss()([s], [t])
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    grad, = torch.autograd.grad(loss, s)
+    ref_grad, = torch.autograd.grad(ref, s)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-8)
 
 
 def test_hcl_fp32_under_autocast():

@@ -8,6 +8,11 @@ import torch.nn.functional as F
 from mmreviewkd.registry import MODELS
 
 
+def _bins_nest(x: torch.Tensor, size: int) -> bool:
+    """Whether adaptive pooling of ``x`` to ``size`` has equal bins."""
+    return x.shape[-2] % size == 0 and x.shape[-1] % size == 0
+
+
 @MODELS.register_module()
 class HCLLoss(nn.Module):
     """Hierarchical context loss of ReviewKD.
@@ -53,19 +58,24 @@ class HCLLoss(nn.Module):
                 f'HCLLoss: student output {tuple(student.shape)} and teacher '
                 f'feature {tuple(teacher.shape)} differ in shape; the '
                 f'connector must map the student to the teacher\'s shape.')
-        student = student.float()
-        teacher = teacher.float()
-        height = student.shape[2]
-        loss = F.mse_loss(student, teacher)
+        # Pooling is linear: MSE(P(S), P(T)) = mean(P(S - T)^2). Pool the
+        # difference once per size instead of both maps, and pool a coarser
+        # size from the previous pooled map where the bins nest exactly.
+        diff = student.float() - teacher.float()
+        height = diff.shape[2]
+        loss = diff.square().mean()
         total_weight = 1.0
         weight = 1.0
+        finest = diff  # an exact equal-bin average of diff
         for size in self.pool_sizes:
             if size >= height:
                 continue
             weight /= 2.0
-            loss = loss + weight * F.mse_loss(
-                F.adaptive_avg_pool2d(student, size),
-                F.adaptive_avg_pool2d(teacher, size))
+            source = finest if _bins_nest(finest, size) else diff
+            pooled = F.adaptive_avg_pool2d(source, size)
+            if _bins_nest(diff, size):
+                finest = pooled
+            loss = loss + weight * pooled.square().mean()
             total_weight += weight
         return loss / total_weight
 
