@@ -33,12 +33,20 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has no per-device query
+        return torch.is_autocast_enabled() or \
+            torch.is_autocast_cpu_enabled()
+
+
 def fast_path_applies(x: torch.Tensor, residual: torch.Tensor) -> bool:
     """Whether :func:`attention_fusion` can use its hand-written backward."""
     if x.dtype not in (torch.float32, torch.float64) or \
             residual.dtype != x.dtype:
         return False
-    if torch.is_autocast_enabled(x.device.type):
+    if _autocast_on(x.device.type):
         return False
     (h, w), (H, W) = residual.shape[-2:], x.shape[-2:]
     return h > 0 and w > 0 and H % h == 0 and W % w == 0
