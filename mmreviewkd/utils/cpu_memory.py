@@ -8,9 +8,10 @@ system once more than the trim threshold is free there. A training step
 that creates and frees the same large activations every iteration then
 page-faults on every one of them, every time: on the 2-core benchmark
 machines a 64 MiB tensor costs about 16 ms of page faults against 5 ms of
-arithmetic. The ABF chain of resnet32x4 -> resnet8x4 (batch 64) makes a
-dozen such tensors per step; its step was 25% faster with this setting
-(``tools/analysis/benchmark_distill.py``). This is the waste that Intel's
+arithmetic. The ABF chain of resnet32x4 -> resnet8x4 (batch 64) makes
+several such tensors per step; with this setting the distiller step was 13%
+faster, 24% with the authors' op-by-op fusion
+(``tools/analysis/benchmark_distill.py --default-malloc`` compares). This is the waste that Intel's
 PyTorch CPU guide removes by preloading jemalloc or tcmalloc; here glibc is
 told instead to serve every block from its heap and never to trim it, so
 freed blocks are reused. The price is that the process keeps its peak heap

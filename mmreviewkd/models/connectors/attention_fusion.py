@@ -13,8 +13,8 @@ fused size (the usual 2x of a feature pyramid, or equal sizes):
 
 - forward: the residual's half of the attention conv runs at the
   residual's resolution and only its 2-channel result is broadcast;
-  ``up(r)`` is one strided copy of a broadcast view and no temporary
-  is made for the products;
+  ``up(r)`` is one strided copy of a broadcast view, and ``x * a0`` is
+  added in place to ``up(r) * a1``;
 - backward: the attention gradients are per-pixel channel sums, the input
   gradient of the attention conv is two broadcast products (of ``x``) and
   a 2-input-channel 1x1 conv (of the low-resolution residual), its weight
