@@ -184,15 +184,17 @@ def test_abf_matches_the_original_formula(x_size, r_size, fast):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize('with_bias', [True, False])
 @pytest.mark.parametrize('x_size,r_size', [((4, 6), (2, 3)), ((3, 4), (3, 4)),
                                            ((6, 4), (2, 1))])
-def test_attention_fusion_gradcheck(x_size, r_size):
+def test_attention_fusion_gradcheck(x_size, r_size, with_bias):
     """The hand-written backward against finite differences (float64)."""
     torch.manual_seed(0)
     x = torch.randn(2, 3, *x_size, dtype=torch.float64, requires_grad=True)
     r = torch.randn(2, 3, *r_size, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(2, 6, 1, 1, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(
+        2, dtype=torch.float64, requires_grad=True) if with_bias else None
     assert fast_path_applies(x, r)
     assert torch.autograd.gradcheck(attention_fusion, (x, r, weight, bias))
 

@@ -78,7 +78,6 @@ class _AttentionFusion(torch.autograd.Function):
         fused = torch.mul(up_r, att[:, 1:2])
         fused.addcmul_(x, att[:, 0:1])
         ctx.save_for_backward(x, residual, up_r, weight, att)
-        ctx.has_bias = bias is not None
         return fused
 
     @staticmethod
@@ -120,7 +119,7 @@ class _AttentionFusion(torch.autograd.Function):
                 torch.bmm(grad_logits_low.view(n, 2, h * w),
                           residual.view(n, m, h * w).transpose(1, 2)).sum(0)
             ], 1).view_as(weight)
-        if need_b and ctx.has_bias:
+        if need_b:  # False when bias is None
             grad_b = grad_logits.sum((0, 2, 3))
         return grad_x, grad_r, grad_w, grad_b
 
