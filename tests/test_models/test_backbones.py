@@ -377,6 +377,35 @@ def test_frozen_stages_and_norm_eval():
     assert not mv1.layers[3][4].training and mv1.layers[4][4].training
 
 
+@pytest.mark.parametrize(
+    'arch', ['resnet8', 'wrn_16_1', 'vgg8', 'MobileNetV2', 'ShuffleV1',
+             'ShuffleV2', 'mobilenet_v1'])
+def test_train_reapplies_frozen_stages_and_norm_eval(arch):
+    """Every backbone's train() (shared by FreezableBackbone): frozen stem
+    and stage 1 stay frozen and in eval mode; with norm_eval every BN layer
+    is in eval mode, without it the other BN layers train."""
+    cls, kwargs = ARCHS[arch][:2]
+    for norm_eval in (True, False):
+        backbone = cls(frozen_stages=1, norm_eval=norm_eval, **kwargs)
+        backbone.eval()
+        assert backbone.train() is backbone
+        params = list(backbone.parameters())
+        assert any(not p.requires_grad for p in params)
+        assert any(p.requires_grad for p in params)
+        bns = [m for m in backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+        frozen_bns = [
+            m for m in bns
+            if not any(p.requires_grad for p in m.parameters())
+        ]
+        assert frozen_bns and not any(m.training for m in frozen_bns)
+        if norm_eval:
+            assert not any(m.training for m in bns)
+        else:
+            assert all(m.training for m in bns if m not in frozen_bns)
+        backbone.train(False)
+        assert not any(m.training for m in backbone.modules())
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError, match='6n\\+2'):
         CifarResNet(depth=21)

@@ -8,12 +8,11 @@ Names match RepDistiller's ``models/mobilenetv2.py`` (``conv1.0``,
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import (CIFAR_INIT_CFG, freeze_modules,
-                           normalize_out_indices, set_norm_eval)
+from .cifar_resnet import (CIFAR_INIT_CFG, FreezableBackbone,
+                           freeze_modules, normalize_out_indices)
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int,
@@ -73,7 +72,7 @@ class CifarInvertedResidual(nn.Module):
 
 
 @MODELS.register_module()
-class CifarMobileNetV2(BaseBackbone):
+class CifarMobileNetV2(FreezableBackbone):
     """MobileNetV2 for 32x32 inputs (RepDistiller ``mobilenetv2_T_w``).
 
     A stride-2 3x3 stem, seven stages of inverted residual blocks
@@ -179,10 +178,3 @@ class CifarMobileNetV2(BaseBackbone):
         if self.frozen_stages > self.num_stages:
             modules.append(self.conv2)
         freeze_modules(modules)
-
-    def train(self, mode: bool = True) -> 'CifarMobileNetV2':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self

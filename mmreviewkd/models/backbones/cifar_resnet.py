@@ -63,6 +63,29 @@ def set_norm_eval(module: nn.Module) -> None:
             m.eval()
 
 
+class FreezableBackbone(BaseBackbone):
+    """Base of this package's backbones: ``train()`` re-applies
+    ``frozen_stages`` (through the subclass's ``_freeze_stages``) and, with
+    ``norm_eval``, puts every BatchNorm layer back in eval mode.
+
+    Subclasses set ``frozen_stages`` and ``norm_eval`` and implement
+    ``_freeze_stages``.
+    """
+
+    frozen_stages: int
+    norm_eval: bool
+
+    def _freeze_stages(self) -> None:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> 'FreezableBackbone':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            set_norm_eval(self)
+        return self
+
+
 class CifarBasicBlock(nn.Module):
     """The post-activation basic block of the CIFAR ResNets.
 
@@ -108,7 +131,7 @@ class CifarBasicBlock(nn.Module):
 
 
 @MODELS.register_module()
-class CifarResNet(BaseBackbone):
+class CifarResNet(FreezableBackbone):
     """ResNet for 32x32 inputs, as in CRD / RepDistiller.
 
     A 3x3 stem conv (stride 1) + BN + ReLU, then three stages of
@@ -216,10 +239,3 @@ class CifarResNet(BaseBackbone):
         for i in range(1, min(self.frozen_stages, self.num_stages) + 1):
             modules.append(getattr(self, f'layer{i}'))
         freeze_modules(modules)
-
-    def train(self, mode: bool = True) -> 'CifarResNet':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self

@@ -9,12 +9,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.models.utils import channel_shuffle
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import freeze_modules, normalize_out_indices, set_norm_eval
+from .cifar_resnet import (FreezableBackbone, freeze_modules,
+                           normalize_out_indices)
 
 
 class ShuffleV1Bottleneck(nn.Module):
@@ -81,7 +81,7 @@ class ShuffleV1Bottleneck(nn.Module):
 
 
 @MODELS.register_module()
-class CifarShuffleNetV1(BaseBackbone):
+class CifarShuffleNetV1(FreezableBackbone):
     """ShuffleNetV1 for 32x32 inputs (RepDistiller ``ShuffleV1``).
 
     A 1x1 stem conv to 24 channels (stride 1) + BN + ReLU, then three stages
@@ -188,10 +188,3 @@ class CifarShuffleNetV1(BaseBackbone):
         for i in range(1, min(self.frozen_stages, self.num_stages) + 1):
             modules.append(getattr(self, f'layer{i}'))
         freeze_modules(modules)
-
-    def train(self, mode: bool = True) -> 'CifarShuffleNetV1':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self

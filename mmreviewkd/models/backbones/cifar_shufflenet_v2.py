@@ -9,12 +9,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from mmpretrain.models.utils import channel_shuffle
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import freeze_modules, normalize_out_indices, set_norm_eval
+from .cifar_resnet import (FreezableBackbone, freeze_modules,
+                           normalize_out_indices)
 
 
 class ShuffleV2DownBlock(nn.Module):
@@ -109,7 +109,7 @@ class ShuffleV2BasicBlock(nn.Module):
 
 
 @MODELS.register_module()
-class CifarShuffleNetV2(BaseBackbone):
+class CifarShuffleNetV2(FreezableBackbone):
     """ShuffleNetV2 for 32x32 inputs (RepDistiller ``ShuffleV2``).
 
     A 1x1 stem conv to 24 channels (stride 1) + BN + ReLU, three stages (a
@@ -220,10 +220,3 @@ class CifarShuffleNetV2(BaseBackbone):
         if self.frozen_stages > self.num_stages:
             modules += [self.conv2, self.bn2]
         freeze_modules(modules)
-
-    def train(self, mode: bool = True) -> 'CifarShuffleNetV2':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self

@@ -10,16 +10,15 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import (CIFAR_INIT_CFG, freeze_modules,
-                           normalize_out_indices, set_norm_eval)
+from .cifar_resnet import (CIFAR_INIT_CFG, FreezableBackbone,
+                           freeze_modules, normalize_out_indices)
 
 
 @MODELS.register_module()
-class CifarVGG(BaseBackbone):
+class CifarVGG(FreezableBackbone):
     """VGG-8/11/13/16/19 for 32x32 inputs (RepDistiller ``vgg*_bn``).
 
     ``x -> relu(block0) -> pool -> block1 -> relu -> pool -> block2 -> relu
@@ -133,10 +132,3 @@ class CifarVGG(BaseBackbone):
             getattr(self, f'block{i}')
             for i in range(min(self.frozen_stages + 1, self.num_blocks))
         ])
-
-    def train(self, mode: bool = True) -> 'CifarVGG':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self

@@ -9,12 +9,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 import torch.nn.functional as F
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import (CIFAR_INIT_CFG, freeze_modules,
-                           normalize_out_indices, set_norm_eval)
+from .cifar_resnet import (CIFAR_INIT_CFG, FreezableBackbone,
+                           freeze_modules, normalize_out_indices)
 
 
 class WideBasicBlock(nn.Module):
@@ -68,7 +67,7 @@ class WideBasicBlock(nn.Module):
 
 
 @MODELS.register_module()
-class CifarWRN(BaseBackbone):
+class CifarWRN(FreezableBackbone):
     """Wide ResNet WRN-depth-widen_factor for 32x32 inputs.
 
     A 3x3 stem conv to 16 channels, three stages of ``(depth - 4) / 6``
@@ -181,10 +180,3 @@ class CifarWRN(BaseBackbone):
         if self.frozen_stages >= self.num_stages:
             modules.append(self.bn1)
         freeze_modules(modules)
-
-    def train(self, mode: bool = True) -> 'CifarWRN':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self

@@ -9,11 +9,11 @@ is their ``model.i`` (the converter renames it), their ``fc`` becomes
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
-from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import freeze_modules, normalize_out_indices, set_norm_eval
+from .cifar_resnet import (FreezableBackbone, freeze_modules,
+                           normalize_out_indices)
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int,
@@ -49,7 +49,7 @@ def _depthwise_separable(in_channels: int, out_channels: int,
 
 
 @MODELS.register_module()
-class MobileNetV1(BaseBackbone):
+class MobileNetV1(FreezableBackbone):
     """MobileNetV1 (width 1.0) for 224x224 ImageNet inputs.
 
     ``layers.0`` is the stride-2 stem; ``layers.1``..``layers.13`` are
@@ -133,10 +133,3 @@ class MobileNetV1(BaseBackbone):
             last = self.stage_ends[min(self.frozen_stages,
                                        self.num_stages) - 1]
         freeze_modules(list(self.layers[:last + 1]))
-
-    def train(self, mode: bool = True) -> 'MobileNetV1':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self
