@@ -11,10 +11,10 @@ machines a 64 MiB tensor costs about 16 ms of page faults against 5 ms of
 arithmetic. The ABF chain of resnet32x4 -> resnet8x4 (batch 64) makes
 several such tensors per step; with this setting the distiller step was 13%
 faster, 24% with the authors' op-by-op fusion
-(``tools/analysis/benchmark_distill.py --default-malloc`` compares). This is the waste that Intel's
-PyTorch CPU guide removes by preloading jemalloc or tcmalloc; here glibc is
-told instead to serve every block from its heap and never to trim it, so
-freed blocks are reused. The price is that the process keeps its peak heap
+(``tools/analysis/benchmark_distill.py --default-malloc`` compares). This
+is the waste that Intel's PyTorch CPU guide removes by preloading jemalloc
+or tcmalloc; here glibc is told instead to serve every block from its heap
+and never to trim it, so freed blocks are reused. The price is that the process keeps its peak heap
 (plus fragmentation) until it exits.
 
 GPU runs gain nothing from it, so the runner applies it only when CUDA is

@@ -59,12 +59,12 @@ def test_hcl_matches_reference_formula_on_random_data(size):
     t = torch.randn(2, 4, *size)
     ref = ((s - t)**2).mean()
     total, w = 1.0, 1.0
-    for l in (4, 2, 1):
-        if l >= size[0]:
+    for pool in (4, 2, 1):
+        if pool >= size[0]:
             continue
         w /= 2
-        ps = torch.nn.functional.adaptive_avg_pool2d(s, l)
-        pt = torch.nn.functional.adaptive_avg_pool2d(t, l)
+        ps = torch.nn.functional.adaptive_avg_pool2d(s, pool)
+        pt = torch.nn.functional.adaptive_avg_pool2d(t, pool)
         ref = ref + w * ((ps - pt)**2).mean()
         total += w
     ref = ref / total
