@@ -81,7 +81,10 @@ if __name__ == '__main__':
         keywords='knowledge distillation, ReviewKD, OpenMMLab',
         packages=find_packages(exclude=('configs', 'tools', 'tests')),
         include_package_data=True,
-        package_data={'mmreviewkd': ['.mim/**/*', '.mim/*']},
+        package_data={
+            'mmreviewkd':
+            ['.mim/**/*', '.mim/*', 'models/connectors/csrc/*.cpp']
+        },
         python_requires='>=3.8',
         license='Apache License 2.0',
         install_requires=parse_requirements('requirements/runtime.txt'),

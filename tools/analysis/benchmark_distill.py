@@ -220,6 +220,9 @@ def main(argv=None):
               ('c) distiller train step', step_distiller)]
     if args.compare_original:
         from mmreviewkd.models.connectors.abf import ABF
+        from mmreviewkd.models.connectors.cpu_kernels import CPU_KERNELS_ENV
+        if os.environ.get(CPU_KERNELS_ENV) is not None:
+            sys.exit(f'--compare-original: unset {CPU_KERNELS_ENV} first')
         ours = ABF._fuse
 
         def original_fuse(self, x, residual):
@@ -230,11 +233,15 @@ def main(argv=None):
             return x * att[:, 0:1] + residual * att[:, 1:2]
 
         def step_original():
+            # the authors' fusion with PyTorch ops only: no C++ CPU kernels
+            # (fusion, batch norm) and no channels-last chain
             ABF._fuse = original_fuse
+            os.environ[CPU_KERNELS_ENV] = '0'
             try:
                 step_distiller()
             finally:
                 ABF._fuse = ours
+                os.environ.pop(CPU_KERNELS_ENV)
 
         phases.append(('d) ... original ABF fusion', step_original))
     times = {name: [] for name, _ in phases}

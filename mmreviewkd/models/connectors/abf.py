@@ -9,6 +9,8 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 
 from mmreviewkd.registry import MODELS
 from .attention_fusion import attention_fusion, fast_path_applies
+from .batch_norm import batch_norm_applies, batch_norm_train
+from .cpu_kernels import channels_last_applies, to_channels_last
 
 Size = Tuple[int, int]
 
@@ -75,6 +77,14 @@ class ABF(BaseModule):
         return MMENGINE_MODELS.build(
             dict(type=layer_type, num_features=num_features, **cfg))
 
+    @staticmethod
+    def _norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``norm(x)``; a training-mode ``nn.BatchNorm2d`` on CPU takes
+        :func:`batch_norm_train` (same values, faster statistics)."""
+        if batch_norm_applies(norm, x):
+            return batch_norm_train(x, norm)
+        return norm(x)
+
     def _fuse(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """``x * a0 + up(r) * a1`` with ``a = sigmoid(att_conv([x, up(r)]))``
         and ``up`` the nearest resize of ``r`` to the size of ``x``.
@@ -128,7 +138,7 @@ class ABF(BaseModule):
             *out_size) is compared with the teacher; ``fused`` is the
             residual handed to the next shallower level.
         """
-        x = self.norm1(self.conv1(x))
+        x = self._norm(self.norm1, self.conv1(x))
         if self.fuse:
             if residual is None:
                 raise ValueError('ABF: this level fuses a deeper residual '
@@ -136,7 +146,7 @@ class ABF(BaseModule):
             x = self._fuse(x, residual)
         if out_size is not None:
             x = _resize(x, out_size)
-        return self.norm2(self.conv2(x)), x
+        return self._norm(self.norm2, self.conv2(x)), x
 
 
 @MODELS.register_module()
@@ -219,6 +229,8 @@ class ABFConnector(BaseModule):
                     f'{tuple(feat.shape)}; fix in_channels or the features.')
         if out_sizes is None:
             out_sizes = [None] * len(self.abfs)
+        if channels_last_applies(student_feats):
+            student_feats = [to_channels_last(f) for f in student_feats]
         outs: List[torch.Tensor] = [None] * len(self.abfs)  # type: ignore
         residual = None
         for i in range(len(self.abfs) - 1, -1, -1):

@@ -5,26 +5,32 @@
 and ``up`` the nearest resize of the residual ``r`` to the size of ``x``.
 
 Written out op by op (see :meth:`ABF._fuse_reference`) autograd keeps
-several full-size temporaries per level: the resized residual (PyTorch's CPU
-nearest upsampling also copies it once more internally), both products and
-their gradients, and the 2-channel attention conv's backward, which goes
-through a slow generic path. Here, when the residual's size divides the
-fused size (the usual 2x of a feature pyramid, or equal sizes):
+several full-size temporaries per level and passes over the full-size
+tensors about a dozen times in forward and backward: the resized residual,
+the concatenation, both products and their gradients, and the 2-channel
+attention conv's backward, which goes through a slow generic path.
 
-- forward: the residual's half of the attention conv runs at the
-  residual's resolution and only its 2-channel result is broadcast;
-  ``up(r)`` is one strided copy of a broadcast view, and ``x * a0`` is
-  added in place to ``up(r) * a1``;
-- backward: the attention gradients are per-pixel channel sums, the input
+When the residual's size divides the fused size (the usual 2x of a feature
+pyramid, or equal sizes) and the tensors are float32/float64 outside
+autocast, :func:`attention_fusion` computes the same values and gradients
+with a hand-written backward instead:
+
+- on CPU, with the C++ kernels in ``csrc/attention_fusion_cpu.cpp``: one
+  pass over the channels for the forward and two for the backward, a block
+  of pixels at a time, with the attention logits, the sigmoid, the products,
+  the upsampling and its adjoint fused (built on first use, see
+  :mod:`.cpu_kernels`; without them the PyTorch-op version below is used).
+- elsewhere (CUDA), with PyTorch ops: the residual's half of the attention
+  conv runs at the residual's resolution and only its 2-channel result is
+  broadcast; ``up(r)`` is one strided copy of a broadcast view; in the
+  backward the attention gradients are per-pixel channel sums, the input
   gradient of the attention conv is two broadcast products (of ``x``) and
   a 2-input-channel 1x1 conv (of the low-resolution residual), its weight
-  gradient a batched matrix product; the residual's gradient folds back
-  the nearest resize with PyTorch's upsampling backward.
+  gradient a batched matrix product.
 
 The values and every gradient equal the reference formula up to float
-rounding (``tests/test_models/test_abf.py``). The fast path runs for
-float32/float64 tensors outside autocast; anything else (autocast,
-half precision, sizes that do not divide) uses the reference formula.
+rounding (``tests/test_models/test_abf.py``). Anything else (autocast, half
+precision, sizes that do not divide) uses the reference formula.
 """
 from typing import Optional, Tuple
 
@@ -32,8 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .cpu_kernels import cpu_kernels_available
 
-def _autocast_on(device_type: str) -> bool:
+
+def autocast_on(device_type: str) -> bool:
     try:
         return torch.is_autocast_enabled(device_type)
     except TypeError:  # torch < 2.4 has no per-device query
@@ -46,14 +54,14 @@ def fast_path_applies(x: torch.Tensor, residual: torch.Tensor) -> bool:
     if x.dtype not in (torch.float32, torch.float64) or \
             residual.dtype != x.dtype:
         return False
-    if _autocast_on(x.device.type):
+    if autocast_on(x.device.type):
         return False
     (h, w), (H, W) = residual.shape[-2:], x.shape[-2:]
     return h > 0 and w > 0 and H % h == 0 and W % w == 0
 
 
 class _AttentionFusion(torch.autograd.Function):
-    """Autograd function behind :func:`attention_fusion` (fast path)."""
+    """Autograd function behind :func:`attention_fusion` (PyTorch ops)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, residual: torch.Tensor,
@@ -124,6 +132,32 @@ class _AttentionFusion(torch.autograd.Function):
         return grad_x, grad_r, grad_w, grad_b
 
 
+class _AttentionFusionCPU(torch.autograd.Function):
+    """Autograd function behind :func:`attention_fusion` on CPU (C++)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, residual: torch.Tensor,
+                weight: torch.Tensor,
+                bias: Optional[torch.Tensor]) -> torch.Tensor:
+        # the kernels work channels-last; they convert what is not
+        x = x.contiguous(memory_format=torch.channels_last)
+        residual = residual.contiguous(memory_format=torch.channels_last)
+        fused, att = torch.ops.mmreviewkd_cpu.attention_fusion_forward(
+            x, residual, weight, bias)
+        ctx.save_for_backward(x, residual, weight, att)
+        return fused
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor],
+                                                   ...]:
+        x, residual, weight, att = ctx.saved_tensors
+        grads = torch.ops.mmreviewkd_cpu.attention_fusion_backward(
+            grad, x, residual, att, weight)
+        return tuple(g if need else None
+                     for g, need in zip(grads, ctx.needs_input_grad))
+
+
 def attention_fusion(x: torch.Tensor, residual: torch.Tensor,
                      weight: torch.Tensor,
                      bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -139,4 +173,6 @@ def attention_fusion(x: torch.Tensor, residual: torch.Tensor,
     Returns:
         Tensor: (N, M, H, W), ``x * a0 + up(residual) * a1``.
     """
+    if x.device.type == 'cpu' and cpu_kernels_available():
+        return _AttentionFusionCPU.apply(x, residual, weight, bias)
     return _AttentionFusion.apply(x, residual, weight, bias)
