@@ -49,7 +49,8 @@ def parse_args(argv=None):
         '--compare-original',
         action='store_true',
         help='also time (d) the distiller with the authors\' ABF fusion '
-        '(concatenation + explicit resize) in the same run')
+        '(concatenation + explicit resize) and PyTorch ops only (no CPU '
+        'kernels, no channels-last chain) in the same run')
     parser.add_argument(
         '--profile',
         type=int,

@@ -61,11 +61,23 @@ struct Geometry {
   int64_t units() const { return n * units_per_sample; }
 };
 
+// Calls f(p, q) for every output pixel of a work unit: p its flat index in
+// (n, H, W), q the index of its residual pixel within the unit's rows.
+template <typename F>
+inline void for_each_pixel(const Geometry& G, int64_t b, int64_t y0,
+                           int64_t rows, const F& f) {
+  for (int64_t i = y0 * G.sh; i < (y0 + rows) * G.sh; ++i) {
+    const int64_t il = i / G.sh - y0;
+    for (int64_t px = 0; px < G.W; ++px)
+      f((b * G.H + i) * G.W + px, il * G.wl + px / G.sw);
+  }
+}
+
 // x, out: (n, H, W, m); r: (n, h, wl, m); att: (n, H, W, 2) in memory.
 template <typename T>
 void forward_kernel(const Geometry& G, const T* x, const T* r, const T* w,
                     const T* bias, T* out, T* att) {
-  const int64_t m = G.m, W = G.W, wl = G.wl;
+  const int64_t m = G.m, wl = G.wl;
   const T *wx0 = w, *wr0 = w + m, *wx1 = w + 2 * m, *wr1 = w + 3 * m;
   const T b0 = bias ? bias[0] : T(0), b1 = bias ? bias[1] : T(0);
   at::parallel_for(0, G.units(), 1, [&](int64_t begin, int64_t end) {
@@ -80,22 +92,17 @@ void forward_kernel(const Geometry& G, const T* x, const T* r, const T* w,
         rl[2 * q] = b0 + dot(wr0, rb + q * m, m);
         rl[2 * q + 1] = b1 + dot(wr1, rb + q * m, m);
       }
-      for (int64_t i = y0 * G.sh; i < (y0 + rows) * G.sh; ++i) {
-        const int64_t il = i / G.sh - y0;
-        for (int64_t px = 0; px < W; ++px) {
-          const int64_t p = (b * G.H + i) * W + px;
-          const int64_t q = il * wl + px / G.sw;
-          const T* xp = x + p * m;
-          const T* rp = rb + q * m;
-          const T a0 = sigmoid(rl[2 * q] + dot(wx0, xp, m));
-          const T a1 = sigmoid(rl[2 * q + 1] + dot(wx1, xp, m));
-          att[2 * p] = a0;
-          att[2 * p + 1] = a1;
-          T* op = out + p * m;
+      for_each_pixel(G, b, y0, rows, [&](int64_t p, int64_t q) {
+        const T* xp = x + p * m;
+        const T* rp = rb + q * m;
+        const T a0 = sigmoid(rl[2 * q] + dot(wx0, xp, m));
+        const T a1 = sigmoid(rl[2 * q + 1] + dot(wx1, xp, m));
+        att[2 * p] = a0;
+        att[2 * p + 1] = a1;
+        T* op = out + p * m;
 #pragma omp simd
-          for (int64_t c = 0; c < m; ++c) op[c] = xp[c] * a0 + rp[c] * a1;
-        }
-      }
+        for (int64_t c = 0; c < m; ++c) op[c] = xp[c] * a0 + rp[c] * a1;
+      });
     }
   });
 }
@@ -105,7 +112,7 @@ void forward_kernel(const Geometry& G, const T* x, const T* r, const T* w,
 template <typename T>
 void backward_kernel(const Geometry& G, const T* g, const T* x, const T* r,
                      const T* att, const T* w, T* gx, T* gr, double* gpart) {
-  const int64_t m = G.m, W = G.W, wl = G.wl;
+  const int64_t m = G.m, wl = G.wl;
   const T *wx0 = w, *wr0 = w + m, *wx1 = w + 2 * m, *wr1 = w + 3 * m;
   at::parallel_for(0, G.units(), 1, [&](int64_t begin, int64_t end) {
     std::vector<T> glr(2 * G.rows_per_unit * wl);
@@ -123,33 +130,28 @@ void backward_kernel(const Geometry& G, const T* g, const T* x, const T* r,
       std::fill(grb, grb + l * m, T(0));
       std::fill(acc.begin(), acc.end(), T(0));
       double sb0 = 0, sb1 = 0;
-      for (int64_t i = y0 * G.sh; i < (y0 + rows) * G.sh; ++i) {
-        const int64_t il = i / G.sh - y0;
-        for (int64_t px = 0; px < W; ++px) {
-          const int64_t p = (b * G.H + i) * W + px;
-          const int64_t q = il * wl + px / G.sw;
-          const T* gp = g + p * m;
-          const T* xp = x + p * m;
-          const T* rp = rb + q * m;
-          const T a0 = att[2 * p], a1 = att[2 * p + 1];
-          // gradients of the logits: channel sums through the sigmoid
-          const T l0 = dot(gp, xp, m) * a0 * (T(1) - a0);
-          const T l1 = dot(gp, rp, m) * a1 * (T(1) - a1);
-          sb0 += l0;
-          sb1 += l1;
-          glr[2 * q] += l0;
-          glr[2 * q + 1] += l1;
-          T* gxp = gx + p * m;
-          T* grp = grb + q * m;
+      for_each_pixel(G, b, y0, rows, [&](int64_t p, int64_t q) {
+        const T* gp = g + p * m;
+        const T* xp = x + p * m;
+        const T* rp = rb + q * m;
+        const T a0 = att[2 * p], a1 = att[2 * p + 1];
+        // gradients of the logits: channel sums through the sigmoid
+        const T l0 = dot(gp, xp, m) * a0 * (T(1) - a0);
+        const T l1 = dot(gp, rp, m) * a1 * (T(1) - a1);
+        sb0 += l0;
+        sb1 += l1;
+        glr[2 * q] += l0;
+        glr[2 * q + 1] += l1;
+        T* gxp = gx + p * m;
+        T* grp = grb + q * m;
 #pragma omp simd
-          for (int64_t c = 0; c < m; ++c) {
-            ax0[c] += l0 * xp[c];
-            ax1[c] += l1 * xp[c];
-            grp[c] += gp[c] * a1;  // the adjoint of the nearest upsampling
-            gxp[c] = gp[c] * a0 + l0 * wx0[c] + l1 * wx1[c];
-          }
+        for (int64_t c = 0; c < m; ++c) {
+          ax0[c] += l0 * xp[c];
+          ax1[c] += l1 * xp[c];
+          grp[c] += gp[c] * a1;  // the adjoint of the nearest upsampling
+          gxp[c] = gp[c] * a0 + l0 * wx0[c] + l1 * wx1[c];
         }
-      }
+      });
       // the residual's half of the attention conv (at its resolution)
       for (int64_t q = 0; q < l; ++q) {
         const T l0 = glr[2 * q], l1 = glr[2 * q + 1];
