@@ -38,15 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .cpu_kernels import cpu_kernels_available
-
-
-def autocast_on(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 has no per-device query
-        return torch.is_autocast_enabled() or \
-            torch.is_autocast_cpu_enabled()
+from .cpu_kernels import autocast_on, cpu_kernels_available
 
 
 def fast_path_applies(x: torch.Tensor, residual: torch.Tensor) -> bool:

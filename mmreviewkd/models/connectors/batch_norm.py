@@ -24,8 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .attention_fusion import autocast_on
-from .cpu_kernels import cpu_kernels_available
+from .cpu_kernels import autocast_on, cpu_kernels_available
 
 
 def batch_norm_applies(norm: nn.Module, x: torch.Tensor) -> bool:

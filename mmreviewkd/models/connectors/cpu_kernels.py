@@ -48,6 +48,15 @@ def cpu_kernels_available() -> bool:
     return _state['loaded']
 
 
+def autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (any torch version)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has no per-device query
+        return torch.is_autocast_enabled() or \
+            torch.is_autocast_cpu_enabled()
+
+
 def channels_last_applies(feats: Sequence[torch.Tensor]) -> bool:
     """Whether the ABF chain runs channels-last (NHWC) on these features.
 
@@ -58,7 +67,7 @@ def channels_last_applies(feats: Sequence[torch.Tensor]) -> bool:
     if not all(f.device.type == 'cpu' and f.dim() == 4 and
                f.dtype in (torch.float32, torch.float64) for f in feats):
         return False
-    if torch.is_autocast_cpu_enabled():
+    if autocast_on('cpu'):
         return False
     return cpu_kernels_available()
 
