@@ -131,7 +131,8 @@ class _AttentionFusionCPU(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, residual: torch.Tensor,
                 weight: torch.Tensor,
                 bias: Optional[torch.Tensor]) -> torch.Tensor:
-        # the kernels work channels-last; they convert what is not
+        # the kernels work channels-last: convert here, so that the tensors
+        # saved for the backward are already in that layout
         x = x.contiguous(memory_format=torch.channels_last)
         residual = residual.contiguous(memory_format=torch.channels_last)
         fused, att = torch.ops.mmreviewkd_cpu.attention_fusion_forward(

@@ -4,7 +4,7 @@
 The kernels (:mod:`.attention_fusion`, :mod:`.batch_norm`) remove most of
 the memory passes that PyTorch's CPU ops make over the full-resolution ABF
 features. They are compiled with PyTorch's C++ extension loader on first use
-(about 10 s with a C++ compiler and ninja; cached under
+(about 15 s with a C++ compiler and ninja; cached under
 ``$TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``) and
 register the operators ``torch.ops.mmreviewkd_cpu.*``.
 

@@ -4,7 +4,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from torch.autograd.function import once_differentiable
 
 from mmreviewkd.registry import MODELS

@@ -61,15 +61,23 @@ struct Geometry {
   int64_t units() const { return n * units_per_sample; }
 };
 
+// Work unit u: residual rows [y0, y0 + rows) of sample b.
+struct Unit {
+  int64_t b, y0, rows;
+  Unit(const Geometry& G, int64_t u)
+      : b(u / G.units_per_sample),
+        y0((u % G.units_per_sample) * G.rows_per_unit),
+        rows(std::min(G.rows_per_unit, G.h - y0)) {}
+};
+
 // Calls f(p, q) for every output pixel of a work unit: p its flat index in
 // (n, H, W), q the index of its residual pixel within the unit's rows.
 template <typename F>
-inline void for_each_pixel(const Geometry& G, int64_t b, int64_t y0,
-                           int64_t rows, const F& f) {
-  for (int64_t i = y0 * G.sh; i < (y0 + rows) * G.sh; ++i) {
-    const int64_t il = i / G.sh - y0;
+inline void for_each_pixel(const Geometry& G, const Unit& U, const F& f) {
+  for (int64_t i = U.y0 * G.sh; i < (U.y0 + U.rows) * G.sh; ++i) {
+    const int64_t il = i / G.sh - U.y0;
     for (int64_t px = 0; px < G.W; ++px)
-      f((b * G.H + i) * G.W + px, il * G.wl + px / G.sw);
+      f((U.b * G.H + i) * G.W + px, il * G.wl + px / G.sw);
   }
 }
 
@@ -83,16 +91,14 @@ void forward_kernel(const Geometry& G, const T* x, const T* r, const T* w,
   at::parallel_for(0, G.units(), 1, [&](int64_t begin, int64_t end) {
     std::vector<T> rl(2 * G.rows_per_unit * wl);
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t b = u / G.units_per_sample;
-      const int64_t y0 = (u % G.units_per_sample) * G.rows_per_unit;
-      const int64_t rows = std::min(G.rows_per_unit, G.h - y0);
+      const Unit U(G, u);
       // the residual's half of the 1x1 conv at its own resolution
-      const T* rb = r + ((b * G.h + y0) * wl) * m;
-      for (int64_t q = 0; q < rows * wl; ++q) {
+      const T* rb = r + ((U.b * G.h + U.y0) * wl) * m;
+      for (int64_t q = 0; q < U.rows * wl; ++q) {
         rl[2 * q] = b0 + dot(wr0, rb + q * m, m);
         rl[2 * q + 1] = b1 + dot(wr1, rb + q * m, m);
       }
-      for_each_pixel(G, b, y0, rows, [&](int64_t p, int64_t q) {
+      for_each_pixel(G, U, [&](int64_t p, int64_t q) {
         const T* xp = x + p * m;
         const T* rp = rb + q * m;
         const T a0 = sigmoid(rl[2 * q] + dot(wx0, xp, m));
@@ -119,18 +125,16 @@ void backward_kernel(const Geometry& G, const T* g, const T* x, const T* r,
     std::vector<T> acc(2 * m);  // this unit's sums: d wx0, d wx1
     T *ax0 = acc.data(), *ax1 = ax0 + m;
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t b = u / G.units_per_sample;
-      const int64_t y0 = (u % G.units_per_sample) * G.rows_per_unit;
-      const int64_t rows = std::min(G.rows_per_unit, G.h - y0);
-      const int64_t l = rows * wl;
+      const Unit U(G, u);
+      const int64_t l = U.rows * wl;
       double* part = gpart + u * (4 * m + 2);
-      const T* rb = r + ((b * G.h + y0) * wl) * m;
-      T* grb = gr + ((b * G.h + y0) * wl) * m;
+      const T* rb = r + ((U.b * G.h + U.y0) * wl) * m;
+      T* grb = gr + ((U.b * G.h + U.y0) * wl) * m;
       std::fill(glr.begin(), glr.begin() + 2 * l, T(0));
       std::fill(grb, grb + l * m, T(0));
       std::fill(acc.begin(), acc.end(), T(0));
       double sb0 = 0, sb1 = 0;
-      for_each_pixel(G, b, y0, rows, [&](int64_t p, int64_t q) {
+      for_each_pixel(G, U, [&](int64_t p, int64_t q) {
         const T* gp = g + p * m;
         const T* xp = x + p * m;
         const T* rp = rb + q * m;

@@ -18,10 +18,23 @@ namespace {
 
 constexpr int64_t kRowsPerUnit = 512;
 
+inline int64_t num_units(int64_t rows) {
+  return (rows + kRowsPerUnit - 1) / kRowsPerUnit;
+}
+
+// Calls f(u, i0, i1) in parallel for every block u of rows [i0, i1).
+template <typename F>
+void for_each_unit(int64_t rows, const F& f) {
+  at::parallel_for(0, num_units(rows), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u)
+      f(u, u * kRowsPerUnit, std::min(rows, (u + 1) * kRowsPerUnit));
+  });
+}
+
 // x: (rows, c) in memory
 template <typename T>
 void stats_kernel(const T* x, int64_t rows, int64_t c, T* mean, T* var) {
-  const int64_t units = (rows + kRowsPerUnit - 1) / kRowsPerUnit;
+  const int64_t units = num_units(rows);
   std::vector<double> part(units * c);
   auto reduce = [&](T* out) {
     for (int64_t ch = 0; ch < c; ++ch) {
@@ -30,32 +43,31 @@ void stats_kernel(const T* x, int64_t rows, int64_t c, T* mean, T* var) {
       out[ch] = static_cast<T>(s / static_cast<double>(rows));
     }
   };
-  // pass 1: sums; pass 2: sums of squared deviations from the mean
-  for (int pass = 0; pass < 2; ++pass) {
-    at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> acc(c);
-      for (int64_t u = begin; u < end; ++u) {
-        std::fill(acc.begin(), acc.end(), T(0));
-        const int64_t r1 = std::min(rows, (u + 1) * kRowsPerUnit);
-        for (int64_t i = u * kRowsPerUnit; i < r1; ++i) {
-          const T* row = x + i * c;
-          T* a = acc.data();
-          if (pass == 0) {
+  // pass 1: sums
+  for_each_unit(rows, [&](int64_t u, int64_t i0, int64_t i1) {
+    std::vector<T> acc(c);
+    for (int64_t i = i0; i < i1; ++i) {
+      const T* row = x + i * c;
 #pragma omp simd
-            for (int64_t ch = 0; ch < c; ++ch) a[ch] += row[ch];
-          } else {
+      for (int64_t ch = 0; ch < c; ++ch) acc[ch] += row[ch];
+    }
+    std::copy(acc.begin(), acc.end(), part.begin() + u * c);
+  });
+  reduce(mean);
+  // pass 2: sums of squared deviations from the mean
+  for_each_unit(rows, [&](int64_t u, int64_t i0, int64_t i1) {
+    std::vector<T> acc(c);
+    for (int64_t i = i0; i < i1; ++i) {
+      const T* row = x + i * c;
 #pragma omp simd
-            for (int64_t ch = 0; ch < c; ++ch) {
-              const T d = row[ch] - mean[ch];
-              a[ch] += d * d;
-            }
-          }
-        }
-        for (int64_t ch = 0; ch < c; ++ch) part[u * c + ch] = acc[ch];
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const T d = row[ch] - mean[ch];
+        acc[ch] += d * d;
       }
-    });
-    reduce(pass == 0 ? mean : var);
-  }
+    }
+    std::copy(acc.begin(), acc.end(), part.begin() + u * c);
+  });
+  reduce(var);
 }
 
 std::vector<at::Tensor> batch_norm_stats(const at::Tensor& x_) {
@@ -82,25 +94,21 @@ template <typename T>
 void backward_kernel(const T* g, const T* x, const T* mean, const T* invstd,
                      const T* weight, int64_t rows, int64_t c, T* gx,
                      T* gw, T* gb) {
-  const int64_t units = (rows + kRowsPerUnit - 1) / kRowsPerUnit;
+  const int64_t units = num_units(rows);
   std::vector<double> part(2 * units * c);
-  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+  for_each_unit(rows, [&](int64_t u, int64_t i0, int64_t i1) {
     std::vector<T> acc(2 * c);
-    for (int64_t u = begin; u < end; ++u) {
-      std::fill(acc.begin(), acc.end(), T(0));
-      T *sg = acc.data(), *sgx = sg + c;
-      const int64_t r1 = std::min(rows, (u + 1) * kRowsPerUnit);
-      for (int64_t i = u * kRowsPerUnit; i < r1; ++i) {
-        const T* gr = g + i * c;
-        const T* xr = x + i * c;
+    T *sg = acc.data(), *sgx = sg + c;
+    for (int64_t i = i0; i < i1; ++i) {
+      const T* gr = g + i * c;
+      const T* xr = x + i * c;
 #pragma omp simd
-        for (int64_t ch = 0; ch < c; ++ch) {
-          sg[ch] += gr[ch];
-          sgx[ch] += gr[ch] * (xr[ch] - mean[ch]);
-        }
+      for (int64_t ch = 0; ch < c; ++ch) {
+        sg[ch] += gr[ch];
+        sgx[ch] += gr[ch] * (xr[ch] - mean[ch]);
       }
-      for (int64_t ch = 0; ch < 2 * c; ++ch) part[u * 2 * c + ch] = acc[ch];
     }
+    std::copy(acc.begin(), acc.end(), part.begin() + u * 2 * c);
   });
   std::vector<T> k0(c), k1(c), k2(c);
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -119,17 +127,14 @@ void backward_kernel(const T* g, const T* x, const T* mean, const T* invstd,
     k2[ch] = static_cast<T>(-w * is * sg / rows);
   }
   if (!gx) return;
-  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t u = begin; u < end; ++u) {
-      const int64_t r1 = std::min(rows, (u + 1) * kRowsPerUnit);
-      for (int64_t i = u * kRowsPerUnit; i < r1; ++i) {
-        const T* gr = g + i * c;
-        const T* xr = x + i * c;
-        T* o = gx + i * c;
+  for_each_unit(rows, [&](int64_t, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const T* gr = g + i * c;
+      const T* xr = x + i * c;
+      T* o = gx + i * c;
 #pragma omp simd
-        for (int64_t ch = 0; ch < c; ++ch)
-          o[ch] = k0[ch] * gr[ch] + k1[ch] * (xr[ch] - mean[ch]) + k2[ch];
-      }
+      for (int64_t ch = 0; ch < c; ++ch)
+        o[ch] = k0[ch] * gr[ch] + k1[ch] * (xr[ch] - mean[ch]) + k2[ch];
     }
   });
 }
