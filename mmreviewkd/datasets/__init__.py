@@ -1,4 +1,4 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
-from .cifar import CIFAR100
+from .cifar import CIFAR100, write_cifar100
 
-__all__ = ['CIFAR100']
+__all__ = ['CIFAR100', 'write_cifar100']

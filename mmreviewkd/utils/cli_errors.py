@@ -1,24 +1,25 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
-"""One clear line instead of a traceback wall when a command line tool fails.
+"""One clear line for bad input, the full traceback for everything else.
 
 ``tools/train.py`` and ``tools/test.py`` run their ``main`` through
-:func:`run_cli`: an exception ends the process with exit status 1 and a
-single ``error: <message>`` line on stderr. ``MMREVIEWKD_DEBUG=1`` lets the
-exception through with its full traceback.
+:func:`run_cli`. Bad input (:class:`~.errors.UserError`, a missing file, an
+unknown type in the config, an image file that cannot be decoded) ends the
+process with exit status 1 and a single ``error: <message>`` line on stderr.
+Any other exception is a bug or an environment failure (NCCL, out of
+memory, ...): its traceback is printed, followed by a one-line summary.
+``MMREVIEWKD_DEBUG=1`` lets every exception through unchanged.
 """
 import os
 import re
 import sys
+import traceback
 from typing import Callable, Optional, TextIO
+
+from .errors import UserError
 
 DEBUG_ENV = 'MMREVIEWKD_DEBUG'
 
-# Exceptions our checks (and MMEngine's / the data pipeline's) raise for
-# bad user input; their message is the whole story.
-USER_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError,
-               AssertionError, ImportError, EOFError)
-
-# MMEngine's builder prefixes errors with "class `X` in pkg/mod.py: "
+# MMEngine's builder may prefix errors with "class `X` in pkg/mod.py: "
 _BUILD_PREFIX = re.compile(r'class `[\w.]+` in [\w/.\\-]+\.py: ')
 
 
@@ -28,6 +29,30 @@ def debug_enabled() -> bool:
                           '').strip().lower() not in ('', '0', 'false')
 
 
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and len(exc.args) == 1 \
+            and isinstance(exc.args[0], str):
+        return exc.args[0]  # without the quotes str(KeyError) adds
+    return str(exc)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` reports bad input rather than a bug.
+
+    True for :class:`~.errors.UserError`, missing / unreadable files, types
+    that are not in a registry (a typo in the config) and image files that
+    cannot be decoded (mmcv's ``LoadImageFromFile``, also from a DataLoader
+    worker).
+    """
+    if isinstance(exc, (UserError, FileNotFoundError, IsADirectoryError,
+                        NotADirectoryError, PermissionError)):
+        return True
+    message = _message(exc)
+    if isinstance(exc, KeyError) and ' registry' in message:
+        return True
+    return 'failed to load image' in message
+
+
 def format_error(exc: BaseException) -> str:
     """A one-line description of ``exc``.
 
@@ -35,33 +60,30 @@ def format_error(exc: BaseException) -> str:
     - errors re-raised by a DataLoader worker keep only the original error
       (the last line of the worker's traceback);
     - MMEngine's "class `X` in path.py:" build prefixes are dropped;
-    - only the first line of a multi-line message is kept.
+    - only the first line of a multi-line message is kept;
+    - anything but bad input is prefixed with its type.
     """
-    if isinstance(exc, KeyError) and len(exc.args) == 1 \
-            and isinstance(exc.args[0], str):
-        message = exc.args[0]
-    else:
-        message = str(exc)
+    message = _message(exc)
     if 'Original Traceback' in message:
         lines = [line for line in message.splitlines() if line.strip()]
         message = lines[-1].strip() if lines else message
     message = _BUILD_PREFIX.sub('', message)
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     message = lines[0] if lines else ''
-    if not isinstance(exc, USER_ERRORS):
+    if not is_user_error(exc):
         message = f'{type(exc).__name__}: {message}' if message else \
             type(exc).__name__
-        message += f' (set {DEBUG_ENV}=1 for the traceback)'
     return message or type(exc).__name__
 
 
 def run_cli(main: Callable[[], Optional[int]],
             stderr: Optional[TextIO] = None) -> int:
-    """Run ``main`` and turn an exception into one ``error:`` line.
+    """Run ``main``: bad input ends in one ``error:`` line, anything else
+    in its traceback and a summary line.
 
     Args:
         main (Callable): The tool's main function.
-        stderr (TextIO, optional): Where the line goes. Defaults to
+        stderr (TextIO, optional): Where the messages go. Defaults to
             ``sys.stderr``.
 
     Returns:
@@ -76,6 +98,8 @@ def run_cli(main: Callable[[], Optional[int]],
     except KeyboardInterrupt:
         print('error: interrupted', file=stderr, flush=True)
         return 130
-    except Exception as exc:  # noqa: BLE001  (one line, see the docstring)
+    except Exception as exc:  # noqa: BLE001  (see the module docstring)
+        if not is_user_error(exc):
+            traceback.print_exception(exc, file=stderr)
         print(f'error: {format_error(exc)}', file=stderr, flush=True)
         return 1

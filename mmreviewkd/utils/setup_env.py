@@ -4,6 +4,10 @@ import warnings
 
 from mmengine import DefaultScope
 
+# registers the 'mmreviewkd_atomic_local' file backend with MMEngine on
+# `import mmreviewkd` (configs select it for CheckpointHook by name)
+from . import checkpoint_io  # noqa: F401
+
 
 def register_all_modules(init_default_scope: bool = True) -> None:
     """Register all modules of mmreviewkd into the registries.
@@ -19,9 +23,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     """
     import mmreviewkd.datasets  # noqa: F401,F403
     import mmreviewkd.engine  # noqa: F401,F403
-    import mmreviewkd.evaluation  # noqa: F401,F403
     import mmreviewkd.models  # noqa: F401,F403
-    import mmreviewkd.visualization  # noqa: F401,F403
 
     if not init_default_scope:
         return

@@ -406,6 +406,29 @@ def test_train_reapplies_frozen_stages_and_norm_eval(arch):
         assert not any(m.training for m in backbone.modules())
 
 
+@pytest.mark.parametrize(
+    'build, head, first_frozen', [
+        (lambda k: CifarWRN(depth=16, frozen_stages=k), 'bn1', 3),
+        (lambda k: CifarShuffleNetV2(net_size=0.5, frozen_stages=k), 'bn2',
+         4),
+        (lambda k: CifarMobileNetV2(frozen_stages=k), 'conv2', 8),
+    ],
+    ids=['wrn_16_2', 'ShuffleV2', 'MobileNetV2'])
+def test_frozen_stages_reach_the_final_layers(build, head, first_frozen):
+    """The layers after the last stage freeze from ``frozen_stages =
+    first_frozen`` on: with the last stage (WRN) or one step later, when the
+    whole backbone is frozen."""
+    for k in (first_frozen - 1, first_frozen):
+        backbone = build(k)
+        backbone.train()
+        head_params = list(getattr(backbone, head).parameters())
+        assert head_params
+        assert all(p.requires_grad for p in head_params) == (k < first_frozen)
+        assert getattr(backbone, head).training == (k < first_frozen)
+    # then the whole backbone is frozen
+    assert not any(p.requires_grad for p in backbone.parameters())
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError, match='6n\\+2'):
         CifarResNet(depth=21)
@@ -434,6 +457,7 @@ def test_init_weights_reproduces_original_init():
 def test_image_classifier_from_config():
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+
     import mmreviewkd  # noqa: F401  (registers the mmreviewkd scope)
 
     init_default_scope('mmpretrain')

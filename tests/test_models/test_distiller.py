@@ -64,7 +64,8 @@ def test_gradients_reach_student_and_connector_not_teacher():
     model.train()
     inputs, samples = batch()
     losses = model.loss(inputs, samples)
-    assert set(losses) >= {'loss', 'loss_hcl', 'distill_weight'}
+    assert set(losses) >= {'student.loss', 'loss_hcl', 'distill_weight'}
+    assert 'loss' not in losses  # the student's CE does not pose as total
     assert losses['loss_hcl'].item() > 0
     # only the distillation term, so the student's gradient comes from HCL
     losses['loss_hcl'].backward()
@@ -91,6 +92,36 @@ def test_teacher_stays_in_eval_mode_and_keeps_its_statistics():
     for k, v in model.teacher.state_dict().items():
         if k in stats:
             torch.testing.assert_close(v, stats[k], msg=k)
+
+
+@pytest.mark.parametrize('epoch,factor', [(0, 0.0), (1, 0.4), (2, 0.8),
+                                          (3, 1.0)])
+def test_fractional_warmup_is_used_exactly(epoch, factor):
+    model = build(loss_weight=1.0, warmup_epochs=2.5)
+    set_epoch(epoch)
+    assert model.distill_factor() == pytest.approx(factor)
+
+
+def test_logged_loss_is_the_optimised_sum_of_the_logged_terms():
+    """``loss`` in the log is what is optimised: the student's CE plus
+    ``loss_hcl``; the per-level ``loss_hcl.<i>`` add up to ``loss_hcl`` and
+    are not counted twice."""
+    set_epoch(5)
+    model = build(loss_weight=2.0, warmup_epochs=0)
+    model.train()
+    losses = model.loss(*batch())
+    total, log_vars = model.parse_losses(losses)
+    levels = [k for k in log_vars if k.startswith('loss_hcl.')]
+    assert levels == [f'loss_hcl.{i}' for i in range(4)]  # 3 stages + pool
+    assert sum(log_vars[k].item() for k in levels) == pytest.approx(
+        log_vars['loss_hcl'].item(), rel=1e-5)
+    terms = log_vars['student.loss'].item() + log_vars['loss_hcl'].item()
+    assert log_vars['loss'].item() == pytest.approx(terms, rel=1e-6)
+    assert total.item() == pytest.approx(terms, rel=1e-6)
+    assert log_vars['loss_hcl'].item() > 0.1 * log_vars['loss'].item()
+    # the loss that is optimised reaches the connector
+    total.backward()
+    assert all(p.grad is not None for p in model.connector.parameters())
 
 
 @pytest.mark.parametrize('epoch,factor', [(0, 0.0), (1, 0.05), (10, 0.5),
@@ -199,6 +230,8 @@ def test_teacher_checkpoint_is_loaded_strictly(tmp_path):
 @pytest.mark.parametrize('kwargs,match', [
     (dict(loss_weight=-1.0), 'loss_weight must be >= 0'),
     (dict(warmup_epochs=-2), 'warmup_epochs must be >= 0'),
+    (dict(loss_weight='0.6'), "loss_weight must be >= 0, got '0.6'"),
+    (dict(warmup_epochs='20'), "warmup_epochs must be >= 0, got '20'"),
     (dict(student_feats=dict(prea=True)), 'unknown keys'),
 ])
 def test_bad_arguments_are_one_line_errors(kwargs, match):
@@ -221,3 +254,39 @@ def test_predict_and_tensor_modes_use_the_student_alone():
             inputs, samples)]))
     handle.remove()
     assert not called
+
+
+@pytest.mark.parametrize('epoch', [0, 5])
+def test_batch_of_one_skips_only_the_distillation_term(epoch):
+    """A last batch of one sample: BN cannot normalise the 1x1 pooled level,
+    so the step trains the student alone (logged as weight 0) instead of
+    crashing; every connector parameter stays in the graph (DDP)."""
+    set_epoch(epoch)
+    model = build(warmup_epochs=2)
+    model.train()
+    inputs, samples = batch(n=1)
+    losses = model.loss(inputs, samples)
+    assert losses['loss_hcl'].item() == 0.0
+    assert losses['distill_weight'].item() == 0.0
+    assert losses['student.loss'].item() > 0
+    # the per-level keys are logged as zeros (same running-mean windows)
+    assert [losses[f'loss_hcl.{i}'].item() for i in range(4)] == [0.0] * 4
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    assert all(p.grad is not None for p in model.connector.parameters())
+    assert any(p.grad.abs().sum() > 0
+               for p in model.student.parameters() if p.grad is not None)
+    # two samples distil as usual
+    losses = model.loss(*batch(n=2))
+    assert (losses['loss_hcl'].item() > 0) == (epoch > 0)
+
+
+def test_connector_and_loss_dicts_without_type_use_the_defaults():
+    """``--cfg-options model.connector.mid_channels=32`` on a config that
+    states no connector gives a dict without ``type``."""
+    model = build(connector=dict(mid_channels=32),
+                  distill_loss=dict(pool_sizes=(2, 1)))
+    assert type(model.connector).__name__ == 'ABFConnector'
+    assert model.connector.mid_channels == 32
+    assert type(model.distill_loss).__name__ == 'HCLLoss'
+    assert model.distill_loss.pool_sizes == (2, 1)

@@ -93,3 +93,50 @@ def test_hcl_rejects_bad_input():
         HCLLoss()([torch.zeros(1, 1, 2, 2)], [])
     with pytest.raises(ValueError, match='shape'):
         HCLLoss()([torch.zeros(1, 1, 2, 2)], [torch.zeros(1, 2, 2, 2)])
+
+
+def _hcl_float64(s, t):
+    """The spec's formula in float64 (pool S and T separately)."""
+    s, t = s.double(), t.double()
+    ref, total, w = ((s - t)**2).mean(), 1.0, 1.0
+    for pool in (4, 2, 1):
+        if pool >= s.shape[2]:
+            continue
+        w /= 2
+        ps = torch.nn.functional.adaptive_avg_pool2d(s, pool)
+        pt = torch.nn.functional.adaptive_avg_pool2d(t, pool)
+        ref = ref + w * ((ps - pt)**2).mean()
+        total += w
+    return ref / total
+
+
+def test_hcl_value_accurate_at_coco_p2_size():
+    """The logged value at a COCO P2 level (256 x 200 x 336) is within 1e-6
+    (relative) of a float64 reference, from fp32 inputs."""
+    torch.manual_seed(0)
+    t = torch.randn(1, 256, 200, 336) * 3 + 1
+    s = t + 0.05 * torch.randn_like(t) + 0.01
+    loss = HCLLoss()([s], [t])
+    assert loss.dtype == torch.float32
+    ref = _hcl_float64(s, t).item()
+    assert abs(loss.item() - ref) / ref < 1e-6
+
+
+def test_hcl_per_level_losses_sum_to_the_loss():
+    torch.manual_seed(0)
+    ss = [torch.randn(2, 3, h, h) for h in (8, 4, 1)]
+    ts = [torch.randn(2, 3, h, h) for h in (8, 4, 1)]
+    hcl = HCLLoss(loss_weight=0.5)
+    levels = hcl(ss, ts, per_level=True)
+    assert len(levels) == 3
+    for level, s, t in zip(levels, ss, ts):
+        assert level.item() == pytest.approx(
+            0.5 * _hcl_float64(s, t).item(), rel=1e-6)
+    assert hcl(ss, ts).item() == pytest.approx(
+        sum(v.item() for v in levels), rel=1e-6)
+
+
+def test_hcl_rejects_non_numeric_loss_weight():
+    with pytest.raises(
+            ValueError, match=r"loss_weight must be >= 0, got '0.6' \(a"):
+        HCLLoss(loss_weight='0.6')

@@ -12,13 +12,14 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
+from helpers.fake_data import make_cifar100
+from helpers.tiny_config import tiny_distill_config
+from helpers.tool_runner import run_tool
 from mmreviewkd.models import ReviewKDDistiller
 from mmreviewkd.models.connectors import ABFConnector
 from mmreviewkd.models.losses import HCLLoss
-from mmreviewkd.testing.fake_data import make_cifar100
-from mmreviewkd.testing.tiny_config import tiny_distill_config
-from mmreviewkd.testing.tool_runner import run_tool
 from mmreviewkd.utils.cli_errors import format_error, run_cli
+from mmreviewkd.utils.errors import ConfigError
 
 IMAGE_CONFIG = '''
 _base_ = ['mmpretrain::_base_/default_runtime.py']
@@ -219,7 +220,7 @@ def test_cli_debug_env_shows_the_traceback(cli_results):
         student=classifier(8, 'CifarVGG', 512),
         teacher=classifier(13, 'CifarVGG', 512),
         teacher_feats=dict(preact=False),
-        infer_input_shape=(3, 4, 4)), RuntimeError,
+        infer_input_shape=(3, 4, 4)), ConfigError,
      r'the student failed a dummy forward of shape \(1, 3, 4, 4\) .*Output '
      'size is too small.*set infer_input_shape'),
     (dict(loss_weight=-0.5), ValueError, 'loss_weight must be >= 0'),
@@ -271,8 +272,8 @@ def test_connector_and_loss_arguments():
 def test_format_error_gives_one_clean_line():
     assert format_error(KeyError('Foo is not in the model registry')) == \
         'Foo is not in the model registry'
-    built = ValueError('class `ReviewKDDistiller` in mmreviewkd/models/'
-                       'distillers/review_kd.py: ReviewKDDistiller: bad')
+    built = ConfigError('class `ReviewKDDistiller` in mmreviewkd/models/'
+                        'distillers/review_kd.py: ReviewKDDistiller: bad')
     assert format_error(built) == 'ReviewKDDistiller: bad'
     worker = AssertionError(
         'Caught AssertionError in DataLoader worker process 0.\nOriginal '
@@ -281,11 +282,12 @@ def test_format_error_gives_one_clean_line():
         '/data/b.jpg\n')
     assert format_error(worker) == \
         'AssertionError: failed to load image: /data/b.jpg'
-    assert format_error(RuntimeError('first line\nsecond line')) == \
+    assert format_error(ConfigError('first line\nsecond line')) == \
         'first line'
-    assert format_error(ZeroDivisionError('division by zero')) == (
-        'ZeroDivisionError: division by zero (set MMREVIEWKD_DEBUG=1 for '
-        'the traceback)')
+    assert format_error(RuntimeError('first line\nsecond line')) == \
+        'RuntimeError: first line'
+    assert format_error(ZeroDivisionError('division by zero')) == \
+        'ZeroDivisionError: division by zero'
 
 
 def test_run_cli_exit_codes(monkeypatch):
@@ -301,3 +303,38 @@ def test_run_cli_exit_codes(monkeypatch):
     monkeypatch.setenv('MMREVIEWKD_DEBUG', '1')
     with pytest.raises(FileNotFoundError):
         run_cli(fail, stderr=stderr)
+
+
+def test_run_cli_keeps_the_traceback_of_an_internal_error(monkeypatch):
+    """A bug (or a NCCL / out-of-memory failure) is not bad input: its
+    traceback is printed, then one summary line; bad input stays one
+    line."""
+    monkeypatch.delenv('MMREVIEWKD_DEBUG', raising=False)
+
+    def buggy_step():
+        raise RuntimeError('NCCL error: unhandled system error')
+
+    stderr = io.StringIO()
+    assert run_cli(buggy_step, stderr=stderr) == 1
+    text = stderr.getvalue()
+    assert text.startswith('Traceback (most recent call last):')
+    assert 'in buggy_step' in text
+    assert text.strip().splitlines()[-1] == \
+        'error: RuntimeError: NCCL error: unhandled system error'
+    for bug in (KeyError('student'), TypeError('bad operand'),
+                AssertionError('shape mismatch')):
+        stderr = io.StringIO()
+
+        def fail(bug=bug):
+            raise bug
+
+        assert run_cli(fail, stderr=stderr) == 1
+        assert 'Traceback' in stderr.getvalue()
+
+    def bad_setting():
+        raise ConfigError('loss_weight must be >= 0; fix the config.')
+
+    stderr = io.StringIO()
+    assert run_cli(bad_setting, stderr=stderr) == 1
+    assert stderr.getvalue() == \
+        'error: loss_weight must be >= 0; fix the config.\n'

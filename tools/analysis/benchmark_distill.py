@@ -3,6 +3,7 @@
 
     python tools/analysis/benchmark_distill.py CONFIG [--batch-size 64]
         [--input-size 32 32] [--iters 20] [--warmup 5] [--threads 2]
+        [--amp] [--compare-original] [--profile N]
 
 In one run, on identical random batches, it times the model-only train step
 (forward, backward, optimizer step) of
@@ -12,11 +13,13 @@ In one run, on identical random batches, it times the model-only train step
     (c) the full distiller (student + teacher + connector + loss),
 
 interleaving the three every round so that machine noise hits them alike,
-and prints the medians, the peak memory of each, and the ratio
-c / (a + b): 1.0 would mean distillation costs nothing beyond running both
-networks. On CPU, freed memory is kept for reuse as in training
-(``--default-malloc`` leaves glibc as it is; see
-``mmreviewkd/utils/cpu_memory.py``).
+and prints the medians, images per second, the peak memory of each (CUDA
+memory on a GPU) and the ratio c / (a + b): 1.0 would mean distillation
+costs nothing beyond running both networks. ``--amp`` runs the three under
+autocast (fp16 with a gradient scaler on CUDA, bf16 on CPU), as
+``tools/train.py --amp`` trains. ``--compare-original`` adds (d), the
+distiller with the authors' ABF fusion (concatenation, explicit resize),
+timed in the same run.
 """
 import argparse
 import gc
@@ -46,11 +49,14 @@ def parse_args(argv=None):
                         help='cuda or cpu (default: cuda if available)')
     parser.add_argument('--cfg-options', nargs='+', default=None)
     parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='autocast: fp16 + gradient scaler on CUDA, bf16 on CPU')
+    parser.add_argument(
         '--compare-original',
         action='store_true',
         help='also time (d) the distiller with the authors\' ABF fusion '
-        '(concatenation + explicit resize) and PyTorch ops only (no CPU '
-        'kernels, no channels-last chain) in the same run')
+        '(concatenation + explicit resize) in the same run')
     parser.add_argument(
         '--profile',
         type=int,
@@ -58,17 +64,10 @@ def parse_args(argv=None):
         metavar='N',
         help='after timing, print the N most expensive operators (self CPU '
         'time, grouped by input shape) of one distiller train step')
-    parser.add_argument(
-        '--default-malloc',
-        action='store_true',
-        help='leave glibc malloc as it is; by default CPU runs keep freed '
-        'memory for reuse as tools/train.py does on CPU '
-        '(mmreviewkd/utils/cpu_memory.py)')
     return parser.parse_args(argv)
 
 
 def build_distiller(args):
-    from mmengine.config import DictAction  # noqa: F401
     from mmengine.registry import DefaultScope
 
     import mmreviewkd  # noqa: F401
@@ -170,11 +169,10 @@ def main(argv=None):
     import torch
     torch.set_num_threads(args.threads)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    malloc_note = 'as it is'
-    if device == 'cpu' and not args.default_malloc:
-        from mmreviewkd.utils.cpu_memory import reuse_freed_cpu_memory
-        if reuse_freed_cpu_memory():
-            malloc_note = 'freed memory kept for reuse, as in training'
+    device_type = 'cuda' if device.startswith('cuda') else 'cpu'
+    amp_dtype = torch.float16 if device_type == 'cuda' else torch.bfloat16
+    scaler = torch.amp.GradScaler(
+        'cuda', enabled=args.amp and device_type == 'cuda')
     distiller, cfg = build_distiller(args)
     distiller.to(device).train()
     is_det = not (hasattr(distiller.student, 'head')
@@ -195,35 +193,39 @@ def main(argv=None):
         if device.startswith('cuda'):
             torch.cuda.synchronize()
 
+    def autocast():
+        return torch.autocast(device_type, dtype=amp_dtype, enabled=args.amp)
+
+    def update(loss, optimizer):
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
     def step_student():
-        losses = distiller.student.loss(inputs, samples)
+        with autocast():
+            losses = distiller.student.loss(inputs, samples)
+            # parse_losses also sums per-level lists (mmdet RPN losses)
+            loss, _ = distiller.student.parse_losses(losses)
         distiller.student_tap.clear()
-        # parse_losses also sums per-level lists (mmdet RPN losses)
-        loss, _ = distiller.student.parse_losses(losses)
-        opt_student.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_student.step()
+        update(loss, opt_student)
 
     def step_teacher():
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             distiller.teacher.extract_feat(inputs)
         distiller.teacher_tap.clear()
 
     def step_distiller():
-        losses = distiller.loss(inputs, samples)
-        loss, _ = distiller.parse_losses(losses)
-        opt_all.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_all.step()
+        with autocast():
+            losses = distiller.loss(inputs, samples)
+            loss, _ = distiller.parse_losses(losses)
+        update(loss, opt_all)
 
     phases = [('a) student train step', step_student),
               ('b) teacher forward', step_teacher),
               ('c) distiller train step', step_distiller)]
     if args.compare_original:
         from mmreviewkd.models.connectors.abf import ABF
-        from mmreviewkd.models.connectors.cpu_kernels import CPU_KERNELS_ENV
-        if os.environ.get(CPU_KERNELS_ENV) is not None:
-            sys.exit(f'--compare-original: unset {CPU_KERNELS_ENV} first')
         ours = ABF._fuse
 
         def original_fuse(self, x, residual):
@@ -234,15 +236,11 @@ def main(argv=None):
             return x * att[:, 0:1] + residual * att[:, 1:2]
 
         def step_original():
-            # the authors' fusion with PyTorch ops only: no C++ CPU kernels
-            # (fusion, batch norm) and no channels-last chain
             ABF._fuse = original_fuse
-            os.environ[CPU_KERNELS_ENV] = '0'
             try:
                 step_distiller()
             finally:
                 ABF._fuse = ours
-                os.environ.pop(CPU_KERNELS_ENV)
 
         phases.append(('d) ... original ABF fusion', step_original))
     times = {name: [] for name, _ in phases}
@@ -270,17 +268,20 @@ def main(argv=None):
     med = {name: statistics.median(ts) * 1000 for name, ts in times.items()}
 
     print(f'config: {args.config}')
-    print(f'device: {device} ({torch.get_num_threads()} threads), batch '
-          f'{batch} x 3 x {size[0]} x {size[1]}, {args.iters} timed rounds')
-    if device == 'cpu':
-        print(f'malloc: {malloc_note}')
+    where = torch.cuda.get_device_name(device) if device_type == 'cuda' \
+        else f'{torch.get_num_threads()} threads'
+    precision = f'autocast {str(amp_dtype)[6:]}' if args.amp else 'fp32'
+    print(f'device: {device} ({where}), {precision}, batch {batch} x 3 x '
+          f'{size[0]} x {size[1]}, {args.iters} timed rounds')
     n_s = sum(p.numel() for p in distiller.student.parameters())
     n_c = sum(p.numel() for p in distiller.connector.parameters())
     n_t = sum(p.numel() for p in distiller.teacher.parameters())
     print(f'params: student {n_s / 1e6:.3f}M, connector {n_c / 1e6:.3f}M, '
           f'teacher {n_t / 1e6:.3f}M')
+    memory = 'CUDA memory' if device_type == 'cuda' else 'memory'
     for name, _ in phases:
-        print(f'{name:26s} median {med[name]:8.2f} ms, peak memory '
+        print(f'{name:26s} median {med[name]:8.2f} ms, '
+              f'{batch / med[name] * 1000:8.1f} images/s, peak {memory} '
               f'{peaks[name]:7.1f} MiB above the model')
     a, b, c = (med[name] for name, _ in phases[:3])
     print(f'ratio c / (a + b) = {c / (a + b):.3f}')

@@ -5,14 +5,17 @@ The CRD student "MobileNetV2" is ``mobile_half``: expansion 6, width x0.5.
 Names match RepDistiller's ``models/mobilenetv2.py`` (``conv1.0``,
 ``blocks.i.j.conv.k``, ``conv2.0``); its ``classifier.0`` becomes ``head.fc``.
 """
+from functools import partial
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
+from mmreviewkd.utils.errors import ConfigError
+
 from .cifar_resnet import (CIFAR_INIT_CFG, FreezableBackbone,
-                           freeze_modules, normalize_out_indices)
+                           depthwise_conv3x3, make_stage)
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int,
@@ -44,21 +47,14 @@ class CifarInvertedResidual(nn.Module):
                  expand_ratio: int) -> None:
         super().__init__()
         if stride not in (1, 2):
-            raise ValueError(f'stride must be 1 or 2, got {stride}')
+            raise ConfigError(f'stride must be 1 or 2, got {stride}')
         hidden = in_channels * expand_ratio
         self.use_res_connect = stride == 1 and in_channels == out_channels
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, hidden, 1, bias=False),
             nn.BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
-            nn.Conv2d(
-                hidden,
-                hidden,
-                3,
-                stride=stride,
-                padding=1,
-                groups=hidden,
-                bias=False),
+            depthwise_conv3x3(hidden, stride),
             nn.BatchNorm2d(hidden),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, out_channels, 1, bias=False),
@@ -94,8 +90,8 @@ class CifarMobileNetV2(FreezableBackbone):
         in_channels (int): Input image channels. Defaults to 3.
         out_indices (Sequence[int]): Outputs to return, 0-7.
             Defaults to (7, ).
-        frozen_stages (int): Freeze the stem (0) and stages 0..k-1 (k).
-            -1 freezes nothing. Defaults to -1.
+        frozen_stages (int): Freeze the stem (0) and stages 0..k-1 (k); 8
+            also freezes ``conv2``. -1 freezes nothing. Defaults to -1.
         norm_eval (bool): Keep BN layers in eval mode during training.
             Defaults to False.
         init_cfg (dict or list[dict], optional): Initialization config. The
@@ -105,6 +101,7 @@ class CifarMobileNetV2(FreezableBackbone):
     # channels, num_blocks, stride (expansion: 1 for the first stage)
     arch_settings = [[16, 1, 1], [24, 2, 1], [32, 3, 2], [64, 4, 2],
                      [96, 3, 1], [160, 3, 2], [320, 1, 1]]
+    num_stages = len(arch_settings)
 
     def __init__(self,
                  widen_factor: float = 0.5,
@@ -116,14 +113,9 @@ class CifarMobileNetV2(FreezableBackbone):
                  init_cfg: Optional[Union[dict, List[dict]]] = (
                      CIFAR_INIT_CFG)
                  ) -> None:
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(out_indices, self.num_stages + 1, frozen_stages,
+                         norm_eval, init_cfg)
         self.widen_factor = widen_factor
-        self.num_stages = len(self.arch_settings)
-        self.out_indices = normalize_out_indices(out_indices,
-                                                 self.num_stages + 1,
-                                                 type(self).__name__)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
         channels = int(32 * widen_factor)
         self.conv1 = _conv_bn_relu(in_channels, channels, 3, stride=2)
@@ -131,14 +123,11 @@ class CifarMobileNetV2(FreezableBackbone):
         stage_channels = []
         for i, (c, n, s) in enumerate(self.arch_settings):
             out_channels = int(c * widen_factor)
-            t = 1 if i == 0 else expand_ratio
-            layers = []
-            for j in range(n):
-                layers.append(
-                    CifarInvertedResidual(channels, out_channels,
-                                          s if j == 0 else 1, t))
-                channels = out_channels
-            self.blocks.append(nn.Sequential(*layers))
+            block = partial(
+                CifarInvertedResidual,
+                expand_ratio=1 if i == 0 else expand_ratio)
+            self.blocks.append(make_stage(block, channels, out_channels, n, s))
+            channels = out_channels
             stage_channels.append(out_channels)
         self.out_channels = int(
             1280 * widen_factor) if widen_factor > 1.0 else 1280
@@ -147,34 +136,13 @@ class CifarMobileNetV2(FreezableBackbone):
         self._freeze_stages()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        x = self.conv1(x)
-        outs = []
-        for i, stage in enumerate(self.blocks):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(x)
-        if self.num_stages in self.out_indices:
-            outs.append(self.conv2(x))
-        return tuple(outs)
+        return self._forward_stages(self.conv1(x), self.blocks, self.conv2)
 
     def review_feature_points(self, preact: bool) -> List[Tuple[str, bool]]:
-        """Where ReviewKD's stage features are read, shallow to deep, pooled
-        level excluded.
-
-        Each item is ``(name, relu)``: ``name`` is a submodule path relative to
-        the backbone (as in ``named_modules()``) whose forward OUTPUT is the
-        feature; ``relu=True`` means the reader applies a non-inplace
-        ``F.relu`` to that output.
-
-        The outputs of ``blocks.1``, ``blocks.2``, ``blocks.4`` and
+        """The outputs of ``blocks.1``, ``blocks.2``, ``blocks.4`` and
         ``blocks.6`` (linear bottlenecks, so pre- and post-activation are the
-        same), as RepDistiller's f1-f4.
-        """
+        same), as RepDistiller's f1-f4."""
         return [(f'blocks.{i}', False) for i in (1, 2, 4, 6)]
 
     def _freeze_stages(self) -> None:
-        modules = [self.conv1] if self.frozen_stages >= 0 else []
-        modules += list(self.blocks[:max(self.frozen_stages, 0)])
-        if self.frozen_stages > self.num_stages:
-            modules.append(self.conv2)
-        freeze_modules(modules)
+        self._freeze([self.conv1], self.blocks, head=[self.conv2])

@@ -4,7 +4,7 @@
 Names match RepDistiller's ``models/ShuffleNetv1.py``; its ``linear`` becomes
 ``head.fc``.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -13,8 +13,9 @@ from mmpretrain.models.utils import channel_shuffle
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import (FreezableBackbone, freeze_modules,
-                           normalize_out_indices)
+from mmreviewkd.utils.errors import ConfigError
+
+from .cifar_resnet import LayerStagesBackbone, depthwise_conv3x3
 
 
 class ShuffleV1Bottleneck(nn.Module):
@@ -51,14 +52,7 @@ class ShuffleV1Bottleneck(nn.Module):
             groups=self.conv1_groups,
             bias=False)
         self.bn1 = nn.BatchNorm2d(mid_channels)
-        self.conv2 = nn.Conv2d(
-            mid_channels,
-            mid_channels,
-            3,
-            stride=stride,
-            padding=1,
-            groups=mid_channels,
-            bias=False)
+        self.conv2 = depthwise_conv3x3(mid_channels, stride)
         self.bn2 = nn.BatchNorm2d(mid_channels)
         self.conv3 = nn.Conv2d(
             mid_channels, out_channels, 1, groups=groups, bias=False)
@@ -81,7 +75,7 @@ class ShuffleV1Bottleneck(nn.Module):
 
 
 @MODELS.register_module()
-class CifarShuffleNetV1(FreezableBackbone):
+class CifarShuffleNetV1(LayerStagesBackbone):
     """ShuffleNetV1 for 32x32 inputs (RepDistiller ``ShuffleV1``).
 
     A 1x1 stem conv to 24 channels (stride 1) + BN + ReLU, then three stages
@@ -119,19 +113,15 @@ class CifarShuffleNetV1(FreezableBackbone):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
         if len(stage_channels) != len(num_blocks):
-            raise ValueError('stage_channels and num_blocks must have the '
-                             'same length')
+            raise ConfigError('stage_channels and num_blocks must have the '
+                              'same length')
+        super().__init__(out_indices, len(stage_channels), frozen_stages,
+                         norm_eval, init_cfg)
         self.groups = groups
         self.stage_channels = tuple(stage_channels)
         self.num_blocks = tuple(num_blocks)
         self.num_stages = len(self.stage_channels)
-        self.out_indices = normalize_out_indices(out_indices,
-                                                 self.num_stages,
-                                                 type(self).__name__)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
         self.conv1 = nn.Conv2d(in_channels, stem_channels, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_channels)
@@ -155,36 +145,3 @@ class CifarShuffleNetV1(FreezableBackbone):
                 channels = out_channels
             self.add_module(f'layer{i + 1}', nn.Sequential(*units))
         self._freeze_stages()
-
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        x = F.relu(self.bn1(self.conv1(x)))
-        outs = []
-        for i in range(self.num_stages):
-            x = getattr(self, f'layer{i + 1}')(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def review_feature_points(self, preact: bool) -> List[Tuple[str, bool]]:
-        """Where ReviewKD's stage features are read, shallow to deep, pooled
-        level excluded.
-
-        Each item is ``(name, relu)``: ``name`` is a submodule path relative to
-        the backbone (as in ``named_modules()``) whose forward OUTPUT is the
-        feature; ``relu=True`` means the reader applies a non-inplace
-        ``F.relu`` to that output.
-
-        Post-activation: the stage outputs. Pre-activation: the residual sum
-        of each stage's last unit before its ReLU (RepDistiller
-        ``preact=True``).
-        """
-        if preact:
-            return [(f'layer{i + 1}.{n - 1}.preact', False)
-                    for i, n in enumerate(self.num_blocks)]
-        return [(f'layer{i + 1}', False) for i in range(self.num_stages)]
-
-    def _freeze_stages(self) -> None:
-        modules = [self.conv1, self.bn1] if self.frozen_stages >= 0 else []
-        for i in range(1, min(self.frozen_stages, self.num_stages) + 1):
-            modules.append(getattr(self, f'layer{i}'))
-        freeze_modules(modules)

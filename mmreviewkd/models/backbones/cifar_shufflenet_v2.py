@@ -13,8 +13,9 @@ from mmpretrain.models.utils import channel_shuffle
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import (FreezableBackbone, freeze_modules,
-                           normalize_out_indices)
+from mmreviewkd.utils.errors import ConfigError
+
+from .cifar_resnet import LayerStagesBackbone, depthwise_conv3x3
 
 
 class ShuffleV2DownBlock(nn.Module):
@@ -29,28 +30,14 @@ class ShuffleV2DownBlock(nn.Module):
         super().__init__()
         mid_channels = out_channels // 2
         # left branch: 3x3 depthwise (stride 2) -> 1x1
-        self.conv1 = nn.Conv2d(
-            in_channels,
-            in_channels,
-            3,
-            stride=2,
-            padding=1,
-            groups=in_channels,
-            bias=False)
+        self.conv1 = depthwise_conv3x3(in_channels, stride=2)
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv2 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(mid_channels)
         # right branch: 1x1 -> 3x3 depthwise (stride 2) -> 1x1
         self.conv3 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(mid_channels)
-        self.conv4 = nn.Conv2d(
-            mid_channels,
-            mid_channels,
-            3,
-            stride=2,
-            padding=1,
-            groups=mid_channels,
-            bias=False)
+        self.conv4 = depthwise_conv3x3(mid_channels, stride=2)
         self.bn4 = nn.BatchNorm2d(mid_channels)
         self.conv5 = nn.Conv2d(mid_channels, mid_channels, 1, bias=False)
         self.bn5 = nn.BatchNorm2d(mid_channels)
@@ -88,8 +75,7 @@ class ShuffleV2BasicBlock(nn.Module):
         channels = int(in_channels * split_ratio)
         self.conv1 = nn.Conv2d(channels, channels, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(
-            channels, channels, 3, padding=1, groups=channels, bias=False)
+        self.conv2 = depthwise_conv3x3(channels)
         self.bn2 = nn.BatchNorm2d(channels)
         self.conv3 = nn.Conv2d(channels, channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(channels)
@@ -109,7 +95,7 @@ class ShuffleV2BasicBlock(nn.Module):
 
 
 @MODELS.register_module()
-class CifarShuffleNetV2(FreezableBackbone):
+class CifarShuffleNetV2(LayerStagesBackbone):
     """ShuffleNetV2 for 32x32 inputs (RepDistiller ``ShuffleV2``).
 
     A 1x1 stem conv to 24 channels (stride 1) + BN + ReLU, three stages (a
@@ -120,13 +106,17 @@ class CifarShuffleNetV2(FreezableBackbone):
     Outputs (``out_indices``): 0-2 are the stage outputs, 3 is the final
     ``relu(bn2(conv2))`` the original classifier pools.
 
+    The pre-activation ReviewKD features (the ``preact`` taps) are not
+    shuffled, so their channel order differs from the post-activation ones.
+
     Args:
         net_size (float): 0.2, 0.3, 0.5, 1, 1.5 or 2. Defaults to 1.
         in_channels (int): Input image channels. Defaults to 3.
         out_indices (Sequence[int]): Outputs to return, 0-3.
             Defaults to (3, ).
-        frozen_stages (int): Freeze the stem (0) and stages 1..k (k).
-            -1 freezes nothing. Defaults to -1.
+        frozen_stages (int): Freeze the stem (0) and stages 1..k (k); 4 also
+            freezes the final ``conv2`` and ``bn2``. -1 freezes nothing.
+            Defaults to -1.
         norm_eval (bool): Keep BN layers in eval mode during training.
             Defaults to False.
         init_cfg (dict or list[dict], optional): Initialization config.
@@ -151,20 +141,16 @@ class CifarShuffleNetV2(FreezableBackbone):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
         if net_size not in self.arch_settings:
-            raise ValueError(f'CifarShuffleNetV2 net_size must be one of '
-                             f'{sorted(self.arch_settings)}, got {net_size}')
+            raise ConfigError(f'CifarShuffleNetV2 net_size must be one of '
+                              f'{sorted(self.arch_settings)}, got {net_size}')
+        super().__init__(out_indices, self.num_stages + 1, frozen_stages,
+                         norm_eval, init_cfg)
         channels_cfg, num_blocks = self.arch_settings[net_size]
         self.net_size = net_size
         self.num_blocks = num_blocks
         self.stage_channels = tuple(channels_cfg[:self.num_stages])
         self.out_channels = channels_cfg[-1]
-        self.out_indices = normalize_out_indices(out_indices,
-                                                 self.num_stages + 1,
-                                                 type(self).__name__)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
         self.conv1 = nn.Conv2d(in_channels, 24, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(24)
@@ -185,38 +171,11 @@ class CifarShuffleNetV2(FreezableBackbone):
         self._freeze_stages()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        x = F.relu(self.bn1(self.conv1(x)))
-        outs = []
-        for i in range(self.num_stages):
-            x = getattr(self, f'layer{i + 1}')(x)
-            if i in self.out_indices:
-                outs.append(x)
-        if self.num_stages in self.out_indices:
-            outs.append(F.relu(self.bn2(self.conv2(x))))
-        return tuple(outs)
-
-    def review_feature_points(self, preact: bool) -> List[Tuple[str, bool]]:
-        """Where ReviewKD's stage features are read, shallow to deep, pooled
-        level excluded.
-
-        Each item is ``(name, relu)``: ``name`` is a submodule path relative to
-        the backbone (as in ``named_modules()``) whose forward OUTPUT is the
-        feature; ``relu=True`` means the reader applies a non-inplace
-        ``F.relu`` to that output.
-
-        Post-activation: the stage outputs (shuffled). Pre-activation: the
-        original's ``cat([x1, bn3 output])`` of each stage's last unit (not
-        shuffled, so its channel order differs from the post feature).
-        """
-        if preact:
-            return [(f'layer{i + 1}.{n}.preact', False)
-                    for i, n in enumerate(self.num_blocks)]
-        return [(f'layer{i + 1}', False) for i in range(self.num_stages)]
+        return self._forward_stages(
+            self._stem(x), self._stages(),
+            lambda out: F.relu(self.bn2(self.conv2(out))))
 
     def _freeze_stages(self) -> None:
-        modules = [self.conv1, self.bn1] if self.frozen_stages >= 0 else []
-        for i in range(1, min(self.frozen_stages, self.num_stages) + 1):
-            modules.append(getattr(self, f'layer{i}'))
-        if self.frozen_stages > self.num_stages:
-            modules += [self.conv2, self.bn2]
-        freeze_modules(modules)
+        self._freeze([self.conv1, self.bn1],
+                     self._stages(),
+                     head=[self.conv2, self.bn2])

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import (CIFAR_INIT_CFG, FreezableBackbone,
-                           freeze_modules, normalize_out_indices)
+from mmreviewkd.utils.errors import ConfigError
+
+from .cifar_resnet import CIFAR_INIT_CFG, FreezableBackbone
 
 
 @MODELS.register_module()
@@ -71,17 +72,13 @@ class CifarVGG(FreezableBackbone):
                  init_cfg: Optional[Union[dict, List[dict]]] = (
                      CIFAR_INIT_CFG)
                  ) -> None:
-        super().__init__(init_cfg=init_cfg)
         if depth not in self.arch_settings:
-            raise ValueError(f'CifarVGG depth must be one of '
-                             f'{sorted(self.arch_settings)}, got {depth}')
+            raise ConfigError(f'CifarVGG depth must be one of '
+                              f'{sorted(self.arch_settings)}, got {depth}')
+        super().__init__(out_indices, self.num_blocks, frozen_stages,
+                         norm_eval, init_cfg)
         self.depth = depth
-        self.out_indices = normalize_out_indices(out_indices,
-                                                 self.num_blocks,
-                                                 type(self).__name__)
         self.pool3_input_height = pool3_input_height
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         cfg = self.arch_settings[depth]
         self.stage_channels = tuple(c[-1] for c in cfg)
 
@@ -114,21 +111,11 @@ class CifarVGG(FreezableBackbone):
         return tuple(outs)
 
     def review_feature_points(self, preact: bool) -> List[Tuple[str, bool]]:
-        """Where ReviewKD's stage features are read, shallow to deep, pooled
-        level excluded.
-
-        Each item is ``(name, relu)``: ``name`` is a submodule path relative to
-        the backbone (as in ``named_modules()``) whose forward OUTPUT is the
-        feature; ``relu=True`` means the reader applies a non-inplace
-        ``F.relu`` to that output.
-
-        block1..block4 (128, 256, 512, 512 channels): the BN output ending the
-        block (pre-activation), or its ReLU (post-activation).
-        """
+        """block1..block4 (128, 256, 512, 512 channels): the BN output ending
+        the block (pre-activation), or its ReLU (post-activation)."""
         return [(f'block{i}', not preact) for i in range(1, self.num_blocks)]
 
     def _freeze_stages(self) -> None:
-        freeze_modules([
-            getattr(self, f'block{i}')
-            for i in range(min(self.frozen_stages + 1, self.num_blocks))
-        ])
+        # frozen_stages=k freezes block0..blockk: block0 acts as the stem.
+        blocks = self._numbered_children('block', self.num_blocks, start=0)
+        self._freeze(blocks[:1], blocks[1:])

@@ -5,6 +5,7 @@ Names follow RepDistiller's ``models/wrn.py`` except that the per-stage
 ``NetworkBlock`` wrapper is gone (``block1.layer.0`` -> ``block1.0``) and
 ``convShortcut`` is called ``shortcut``; the converter maps both.
 """
+from functools import partial
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
@@ -12,8 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import (CIFAR_INIT_CFG, FreezableBackbone,
-                           freeze_modules, normalize_out_indices)
+from mmreviewkd.utils.errors import ConfigError
+
+from .cifar_resnet import (CIFAR_INIT_CFG, FreezableBackbone, conv3x3,
+                           make_stage)
 
 
 class WideBasicBlock(nn.Module):
@@ -39,18 +42,15 @@ class WideBasicBlock(nn.Module):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.relu1 = nn.ReLU(inplace=False)
-        self.conv1 = nn.Conv2d(
-            in_channels, out_channels, 3, stride=stride, padding=1,
-            bias=False)
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(
-            out_channels, out_channels, 3, stride=1, padding=1, bias=False)
+        self.conv2 = conv3x3(out_channels, out_channels)
         self.drop_rate = drop_rate
         self.equal_in_out = in_channels == out_channels
         if self.equal_in_out and stride != 1:
-            raise ValueError('WideBasicBlock with equal in/out channels must '
-                             'have stride 1 (identity shortcut)')
+            raise ConfigError('WideBasicBlock with equal in/out channels must '
+                              'have stride 1 (identity shortcut)')
         self.shortcut: Optional[nn.Conv2d] = None
         if not self.equal_in_out:
             self.shortcut = nn.Conv2d(
@@ -89,8 +89,8 @@ class CifarWRN(FreezableBackbone):
             RepDistiller's WRN returns with ``preact=False`` and hence what the
             authors' WRN students were distilled from. True reads
             ``relu(stage output)`` instead.
-        frozen_stages (int): Freeze the stem (0) and stages 1..k (k).
-            -1 freezes nothing. Defaults to -1.
+        frozen_stages (int): Freeze the stem (0) and stages 1..k (k); 3 also
+            freezes the final ``bn1``. -1 freezes nothing. Defaults to -1.
         norm_eval (bool): Keep BN layers in eval mode during training.
             Defaults to False.
         init_cfg (dict or list[dict], optional): Initialization config. The
@@ -111,62 +111,40 @@ class CifarWRN(FreezableBackbone):
                  init_cfg: Optional[Union[dict, List[dict]]] = (
                      CIFAR_INIT_CFG)
                  ) -> None:
-        super().__init__(init_cfg=init_cfg)
         if depth < 10 or (depth - 4) % 6 != 0:
-            raise ValueError(
+            raise ConfigError(
                 f'CifarWRN depth must be 6n+4 with n >= 1, got {depth}')
+        super().__init__(out_indices, self.num_stages + 1, frozen_stages,
+                         norm_eval, init_cfg)
         self.depth = depth
         self.widen_factor = widen_factor
         self.num_blocks = (depth - 4) // 6
-        self.out_indices = normalize_out_indices(out_indices,
-                                                 self.num_stages + 1,
-                                                 type(self).__name__)
         self.relu_post_features = relu_post_features
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.stage_channels = tuple(16 * widen_factor * 2**i
                                     for i in range(self.num_stages))
 
-        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
+        self.conv1 = conv3x3(in_channels, 16)
+        block = partial(WideBasicBlock, drop_rate=drop_rate)
         channels = 16
         for i, out_channels in enumerate(self.stage_channels):
-            stride = 1 if i == 0 else 2
-            blocks = []
-            for j in range(self.num_blocks):
-                blocks.append(
-                    WideBasicBlock(channels, out_channels,
-                                   stride if j == 0 else 1, drop_rate))
-                channels = out_channels
-            self.add_module(f'block{i + 1}', nn.Sequential(*blocks))
+            self.add_module(
+                f'block{i + 1}',
+                make_stage(block, channels, out_channels, self.num_blocks,
+                           1 if i == 0 else 2))
+            channels = out_channels
         self.bn1 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU(inplace=False)
         self._freeze_stages()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        x = self.conv1(x)
-        outs = []
-        for i in range(self.num_stages):
-            x = getattr(self, f'block{i + 1}')(x)
-            if i in self.out_indices:
-                outs.append(x)
-        if self.num_stages in self.out_indices:
-            outs.append(self.relu(self.bn1(x)))
-        return tuple(outs)
+        return self._forward_stages(
+            self.conv1(x), self._numbered_children('block', self.num_stages),
+            lambda out: self.relu(self.bn1(out)))
 
     def review_feature_points(self, preact: bool) -> List[Tuple[str, bool]]:
-        """Where ReviewKD's stage features are read, shallow to deep, pooled
-        level excluded.
-
-        Each item is ``(name, relu)``: ``name`` is a submodule path relative to
-        the backbone (as in ``named_modules()``) whose forward OUTPUT is the
-        feature; ``relu=True`` means the reader applies a non-inplace
-        ``F.relu`` to that output.
-
-        Pre-activation (RepDistiller ``preact=True``): the next pre-activation
-        BN applied to each stage output: ``block2.0.bn1``, ``block3.0.bn1`` and
-        the final ``bn1``, no ReLU. Post-activation: the stage outputs, raw
-        unless ``relu_post_features``.
-        """
+        """Pre-activation: the next pre-activation BN applied to each stage
+        output (``block2.0.bn1``, ``block3.0.bn1``, ``bn1``). Post-activation:
+        the stage outputs, raw unless ``relu_post_features``."""
         if preact:
             return [(f'block{i + 2}.0.bn1', False)
                     for i in range(self.num_stages - 1)] + [('bn1', False)]
@@ -174,9 +152,8 @@ class CifarWRN(FreezableBackbone):
                 for i in range(self.num_stages)]
 
     def _freeze_stages(self) -> None:
-        modules = [self.conv1] if self.frozen_stages >= 0 else []
-        for i in range(1, min(self.frozen_stages, self.num_stages) + 1):
-            modules.append(getattr(self, f'block{i}'))
-        if self.frozen_stages >= self.num_stages:
-            modules.append(self.bn1)
-        freeze_modules(modules)
+        # bn1 (the final norm) is frozen with the last stage.
+        self._freeze([self.conv1],
+                     self._numbered_children('block', self.num_stages),
+                     head=[self.bn1],
+                     head_at=self.num_stages)

@@ -17,6 +17,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
+from mmreviewkd.utils.errors import UserError
+
 # (pattern, replacement) applied in order to each source key of a family,
 # before the ``backbone.`` prefix is added; head keys are matched first.
 _HEAD_RULES: Dict[str, str] = {
@@ -95,7 +97,7 @@ _ALIASES = {
 }
 
 
-class CheckpointConversionError(ValueError):
+class CheckpointConversionError(UserError, ValueError):
     """A checkpoint does not map onto the requested architecture."""
 
 

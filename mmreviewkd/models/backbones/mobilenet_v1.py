@@ -12,15 +12,15 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmreviewkd.registry import MODELS
-from .cifar_resnet import (FreezableBackbone, freeze_modules,
-                           normalize_out_indices)
+
+from .cifar_resnet import FreezableBackbone, conv3x3, depthwise_conv3x3
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int,
                   stride: int) -> nn.Sequential:
     """The 3x3 stem: conv + BN + ReLU."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
+        conv3x3(in_channels, out_channels, stride),
         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
@@ -32,14 +32,7 @@ def _depthwise_separable(in_channels: int, out_channels: int,
     pre-activation feature ReviewKD reads, is never overwritten.
     """
     return nn.Sequential(
-        nn.Conv2d(
-            in_channels,
-            in_channels,
-            3,
-            stride,
-            1,
-            groups=in_channels,
-            bias=False),
+        depthwise_conv3x3(in_channels, stride),
         nn.BatchNorm2d(in_channels),
         nn.ReLU(inplace=True),
         nn.Conv2d(in_channels, out_channels, 1, bias=False),
@@ -63,8 +56,8 @@ class MobileNetV1(FreezableBackbone):
     Args:
         in_channels (int): Input image channels. Defaults to 3.
         out_indices (Sequence[int]): Stages to output, 0-3. Defaults to (3, ).
-        frozen_stages (int): Freeze the stem (0) and stages 1..k (k).
-            -1 freezes nothing. Defaults to -1.
+        frozen_stages (int): Freeze the stem ``layers.0`` (0) and stages 1..k
+            (k). -1 freezes nothing. Defaults to -1.
         norm_eval (bool): Keep BN layers in eval mode during training.
             Defaults to False.
         init_cfg (dict or list[dict], optional): Initialization config.
@@ -77,6 +70,7 @@ class MobileNetV1(FreezableBackbone):
                      (512, 1), (1024, 2), (1024, 1)]
     stage_ends = (3, 5, 11, 13)
     stage_channels = (128, 256, 512, 1024)
+    num_stages = len(stage_ends)
 
     def __init__(self,
                  in_channels: int = 3,
@@ -84,14 +78,8 @@ class MobileNetV1(FreezableBackbone):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.num_stages = len(self.stage_ends)
-        self.out_indices = normalize_out_indices(out_indices,
-                                                 self.num_stages,
-                                                 type(self).__name__)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-
+        super().__init__(out_indices, self.num_stages, frozen_stages,
+                         norm_eval, init_cfg)
         layers = [_conv_bn_relu(in_channels, 32, 2)]
         channels = 32
         for out_channels, stride in self.arch_settings:
@@ -100,36 +88,22 @@ class MobileNetV1(FreezableBackbone):
         self.layers = nn.Sequential(*layers)
         self._freeze_stages()
 
+    def _stages(self) -> List[nn.Sequential]:
+        """The four stages: ``layers`` after the stem (``layers.0``), each
+        running from after the previous stage end to its own."""
+        ends = self.stage_ends
+        return [
+            self.layers[prev + 1:end + 1]
+            for prev, end in zip((0, ) + ends, ends)
+        ]
+
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        outs = []
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i in self.stage_ends:
-                if self.stage_ends.index(i) in self.out_indices:
-                    outs.append(x)
-        return tuple(outs)
+        return self._forward_stages(self.layers[0](x), self._stages())
 
     def review_feature_points(self, preact: bool) -> List[Tuple[str, bool]]:
-        """Where ReviewKD's stage features are read, shallow to deep, pooled
-        level excluded.
-
-        Each item is ``(name, relu)``: ``name`` is a submodule path relative to
-        the backbone (as in ``named_modules()``) whose forward OUTPUT is the
-        feature; ``relu=True`` means the reader applies a non-inplace
-        ``F.relu`` to that output.
-
-        The BN output of the last block of each resolution
-        (``layers.{3,5,11,13}.4``, 128/256/512/1024 channels); the authors'
-        student reads them pre-ReLU.
-        """
+        """The BN output of the last block of each resolution
+        (``layers.{3,5,11,13}.4``); the authors' student reads it pre-ReLU."""
         return [(f'layers.{i}.4', not preact) for i in self.stage_ends]
 
     def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        if self.frozen_stages == 0:
-            last = 0
-        else:
-            last = self.stage_ends[min(self.frozen_stages,
-                                       self.num_stages) - 1]
-        freeze_modules(list(self.layers[:last + 1]))
+        self._freeze(self.layers[:1], self._stages())

@@ -1,16 +1,19 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
+"""Attention based fusion (ABF) and the residual chain of ReviewKD.
+
+Plain PyTorch ops and autograd: the same code runs on CPU and CUDA, in fp32
+and under autocast.
+"""
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from mmengine.registry import MODELS as MMENGINE_MODELS
 
 from mmreviewkd.registry import MODELS
-from .attention_fusion import attention_fusion, fast_path_applies
-from .batch_norm import batch_norm_applies, batch_norm_train
-from .cpu_kernels import channels_last_applies, to_channels_last
+from mmreviewkd.utils.errors import ConfigError
 
 Size = Tuple[int, int]
 
@@ -40,8 +43,8 @@ class ABF(BaseModule):
         out_channels (int): Teacher channels at this level.
         fuse (bool): Whether this level fuses a deeper residual. False for
             the deepest level of the chain.
-        norm_cfg (dict): Config of the normalisation layers.
-            Defaults to ``dict(type='BN')``.
+        norm_cfg (dict): Config of the normalisation layers (mmcv's
+            ``build_norm_layer``). Defaults to ``dict(type='BN')``.
         init_cfg (dict, optional): Overrides the default initialisation.
     """
 
@@ -58,54 +61,22 @@ class ABF(BaseModule):
         self.out_channels = out_channels
         self.fuse = fuse
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
-        self.norm1 = self._build_norm(norm_cfg, mid_channels)
+        self.norm1 = build_norm_layer(norm_cfg, mid_channels)[1]
         self.conv2 = nn.Conv2d(
             mid_channels, out_channels, 3, padding=1, bias=False)
-        self.norm2 = self._build_norm(norm_cfg, out_channels)
+        self.norm2 = build_norm_layer(norm_cfg, out_channels)[1]
         self.att_conv = nn.Conv2d(mid_channels * 2, 2, 1) if fuse else None
         nn.init.kaiming_uniform_(self.conv1.weight, a=1)
         nn.init.kaiming_uniform_(self.conv2.weight, a=1)
-
-    @staticmethod
-    def _build_norm(norm_cfg: dict, num_features: int) -> nn.Module:
-        cfg = dict(norm_cfg)
-        layer_type = cfg.pop('type')
-        if layer_type in ('BN', 'BN2d'):
-            return nn.BatchNorm2d(num_features, **cfg)
-        if layer_type == 'SyncBN':
-            return nn.SyncBatchNorm(num_features, **cfg)
-        return MMENGINE_MODELS.build(
-            dict(type=layer_type, num_features=num_features, **cfg))
-
-    @staticmethod
-    def _norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``norm(x)``; a training-mode ``nn.BatchNorm2d`` on CPU takes
-        :func:`batch_norm_train` (same values, faster statistics)."""
-        if batch_norm_applies(norm, x):
-            return batch_norm_train(x, norm)
-        return norm(x)
 
     def _fuse(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """``x * a0 + up(r) * a1`` with ``a = sigmoid(att_conv([x, up(r)]))``
         and ``up`` the nearest resize of ``r`` to the size of ``x``.
 
-        Uses :func:`attention_fusion` (one autograd function with a
-        hand-written backward) where it applies, else
-        :meth:`_fuse_reference`; both give the same values and gradients.
-        """
-        if fast_path_applies(x, residual):
-            return attention_fusion(x, residual, self.att_conv.weight,
-                                    self.att_conv.bias)
-        return self._fuse_reference(x, residual)
-
-    def _fuse_reference(self, x: torch.Tensor,
-                        residual: torch.Tensor) -> torch.Tensor:
-        """The fusion written op by op (autocast, any sizes).
-
         Computed without the concatenation: a 1x1 conv commutes with nearest
         resizing (both act per pixel), so the residual's half of
         ``att_conv`` runs at the residual's (lower) resolution and only its
-        2-channel result is resized.
+        2-channel result is resized. Same values as the authors' form.
         """
         mid = self.mid_channels
         weight = self.att_conv.weight
@@ -113,8 +84,7 @@ class ABF(BaseModule):
         logits = F.conv2d(x, weight[:, :mid], self.att_conv.bias) + _resize(
             F.conv2d(residual, weight[:, mid:]), size)
         att = torch.sigmoid(logits)
-        # in place: the product's backward needs its inputs, not its output
-        return (_resize(residual, size) * att[:, 1:2]).add_(x * att[:, 0:1])
+        return x * att[:, 0:1] + _resize(residual, size) * att[:, 1:2]
 
     def forward(
         self,
@@ -138,15 +108,15 @@ class ABF(BaseModule):
             *out_size) is compared with the teacher; ``fused`` is the
             residual handed to the next shallower level.
         """
-        x = self._norm(self.norm1, self.conv1(x))
+        x = self.norm1(self.conv1(x))
         if self.fuse:
             if residual is None:
-                raise ValueError('ABF: this level fuses a deeper residual '
-                                 'but none was given.')
+                raise ConfigError('ABF: this level fuses a deeper residual '
+                                  'but none was given.')
             x = self._fuse(x, residual)
         if out_size is not None:
             x = _resize(x, out_size)
-        return self._norm(self.norm2, self.conv2(x)), x
+        return self.norm2(self.conv2(x)), x
 
 
 @MODELS.register_module()
@@ -180,16 +150,21 @@ class ABFConnector(BaseModule):
         in_channels = [int(c) for c in in_channels]
         out_channels = [int(c) for c in out_channels]
         if len(in_channels) != len(out_channels) or not in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f'ABFConnector: in_channels {in_channels} (student levels) '
                 f'and out_channels {out_channels} (teacher levels) must be '
                 f'non-empty and of equal length.')
         if any(c <= 0 for c in in_channels + out_channels):
-            raise ValueError(f'ABFConnector: channel counts must be '
-                             f'positive, got in_channels={in_channels}, '
-                             f'out_channels={out_channels}.')
+            raise ConfigError(f'ABFConnector: channel counts must be '
+                              f'positive, got in_channels={in_channels}, '
+                              f'out_channels={out_channels}.')
         if mid_channels is None:
             mid_channels = min(512, in_channels[-1])
+        if isinstance(mid_channels, bool) or not isinstance(
+                mid_channels, int) or mid_channels <= 0:
+            raise ConfigError(f'ABFConnector: mid_channels must be a positive '
+                              f'integer, got {mid_channels!r}; remove it to '
+                              f'use min(512, deepest student channels).')
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.mid_channels = mid_channels
@@ -219,18 +194,16 @@ class ABFConnector(BaseModule):
             teacher level ``i``.
         """
         if len(student_feats) != len(self.abfs):
-            raise ValueError(
+            raise ConfigError(
                 f'ABFConnector: built for {len(self.abfs)} levels, got '
                 f'{len(student_feats)} student features.')
         for i, (feat, c) in enumerate(zip(student_feats, self.in_channels)):
             if feat.dim() != 4 or feat.shape[1] != c:
-                raise ValueError(
+                raise ConfigError(
                     f'ABFConnector: level {i} expects (N, {c}, H, W) but got '
                     f'{tuple(feat.shape)}; fix in_channels or the features.')
         if out_sizes is None:
             out_sizes = [None] * len(self.abfs)
-        if channels_last_applies(student_feats):
-            student_feats = [to_channels_last(f) for f in student_feats]
         outs: List[torch.Tensor] = [None] * len(self.abfs)  # type: ignore
         residual = None
         for i in range(len(self.abfs) - 1, -1, -1):

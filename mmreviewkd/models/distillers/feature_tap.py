@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmreviewkd.utils.errors import ConfigError
+
 Point = Tuple[str, bool]
 
 
@@ -36,7 +38,7 @@ def resolve_feature_points(model: nn.Module, preact: bool,
     """
     backbone = getattr(model, 'backbone', None)
     if backbone is None:
-        raise ValueError(
+        raise ConfigError(
             f'ReviewKDDistiller: cannot infer the {who} feature points of '
             f'{type(model).__name__} (it has no `backbone`); set '
             f'{who}_feats=dict(points=[module names]).')
@@ -44,7 +46,7 @@ def resolve_feature_points(model: nn.Module, preact: bool,
         and not hasattr(model, 'bbox_head')
     if not is_classifier:
         if getattr(model, 'neck', None) is None:
-            raise ValueError(
+            raise ConfigError(
                 f'ReviewKDDistiller: the {who} detector '
                 f'{type(model).__name__} has no neck; ReviewKD distils the '
                 f'FPN outputs. Set {who}_feats=dict(points=[...]).')
@@ -54,18 +56,18 @@ def resolve_feature_points(model: nn.Module, preact: bool,
                   for name, relu in backbone.review_feature_points(preact)]
     elif hasattr(backbone, 'res_layers'):  # mmpretrain ResNet family
         if preact:
-            raise ValueError(
+            raise ConfigError(
                 f'ReviewKDDistiller: {type(backbone).__name__} offers no '
                 f'pre-activation features; set {who}_feats=dict('
                 f'preact=False) (ImageNet ResNets use post-ReLU stages).')
         points = [(f'backbone.{name}', False) for name in backbone.res_layers]
     else:
-        raise ValueError(
+        raise ConfigError(
             f'ReviewKDDistiller: cannot infer the stage features of the '
             f'{who} backbone {type(backbone).__name__}; set '
             f'{who}_feats=dict(points=[module names, shallow to deep]).')
     if getattr(model, 'neck', None) is None:
-        raise ValueError(
+        raise ConfigError(
             f'ReviewKDDistiller: the {who} classifier has no neck; the pooled '
             f'level is read from a GlobalAveragePooling neck. Add one or set '
             f'{who}_feats=dict(pooled=None).')
@@ -98,7 +100,7 @@ class FeatureTap:
         names = [p[0] for p in points] + ([pooled_from] if pooled_from else [])
         missing = [n for n in names if n not in modules]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f'FeatureTap: {type(model).__name__} has no submodule(s) '
                 f'{missing}; check the feature point names.')
         self.points = [(str(n), bool(r)) for n, r in points]
@@ -127,7 +129,7 @@ class FeatureTap:
                     self.points + [(self.pooled_from, False)], self._outputs)
                 if o is None
             ]
-            raise RuntimeError(
+            raise ConfigError(
                 f'FeatureTap: module(s) {missed} did not run in the forward '
                 f'pass; the feature points do not match the model.')
         feats: List[torch.Tensor] = []

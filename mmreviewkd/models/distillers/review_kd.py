@@ -11,6 +11,8 @@ One training step::
 ``predict`` / ``tensor`` modes and validation use the student alone.
 """
 import copy
+import inspect
+import logging
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -24,6 +26,8 @@ from mmengine.structures import BaseDataElement
 
 from mmreviewkd.registry import MODELS
 from mmreviewkd.utils.config_check import load_config
+from mmreviewkd.utils.errors import CheckpointError, ConfigError
+
 from .feature_tap import FeatureTap, resolve_feature_points
 from .teacher_input import TeacherRenormalizer
 
@@ -62,8 +66,8 @@ def build_model_from_ref(cfg: ModelCfg, who: str) -> nn.Module:
             model_cfg.setdefault('_scope_', full.default_scope)
         cfg = model_cfg
     if not isinstance(cfg, (dict, ConfigDict)) or 'type' not in cfg:
-        raise TypeError(f'ReviewKDDistiller: {who} must be a model dict with '
-                        f'a `type` or a config path, got {cfg!r}.')
+        raise ConfigError(f'ReviewKDDistiller: {who} must be a model dict '
+                          f'with a `type` or a config path, got {cfg!r}.')
     try:
         return MODELS.build(cfg)
     except KeyError as e:
@@ -97,14 +101,14 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
     try:
         ckpt = _load_checkpoint(filename, map_location='cpu')
     except Exception as e:  # noqa: BLE001
-        raise RuntimeError(
+        raise CheckpointError(
             f'ReviewKDDistiller: cannot read teacher_ckpt {filename!r} '
             f'({type(e).__name__}: {str(e).splitlines()[0][:200]}); the '
             f'file is truncated or not a PyTorch checkpoint.') from None
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
-        raise RuntimeError(f'ReviewKDDistiller: teacher_ckpt {filename!r} '
-                           f'holds no state dict.')
+        raise CheckpointError(f'ReviewKDDistiller: teacher_ckpt '
+                              f'{filename!r} holds no state dict.')
     state = _strip_prefix(dict(state), ('module.', ))
     if any(k.startswith('student.') for k in state):
         state = {
@@ -132,7 +136,7 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
         if wrong_shape:
             parts.append(f'{len(wrong_shape)} keys with other shapes: '
                          f'{few(wrong_shape)}')
-        raise RuntimeError(
+        raise CheckpointError(
             f'ReviewKDDistiller: teacher_ckpt {filename!r} does not match the '
             f'teacher model ({"; ".join(parts)}); check that the checkpoint '
             f'and the teacher config are the same architecture.')
@@ -158,9 +162,10 @@ class ReviewKDDistiller(BaseModel):
         distill_loss (dict): The feature loss. Defaults to
             ``dict(type='HCLLoss')``.
         loss_weight (float): lambda, the weight of the feature loss.
-        warmup_epochs (int): Linear warm-up of the feature loss over epochs,
-            factor ``min(1, epoch / warmup_epochs)`` with 0-based epochs
-            (epoch 0 has no feature loss). 0 disables warm-up.
+        warmup_epochs (float): Linear warm-up of the feature loss over
+            epochs, factor ``min(1, epoch / warmup_epochs)`` with 0-based
+            epochs (epoch 0 has no feature loss); fractions are used as
+            given. 0 disables warm-up.
         student_feats (dict): How to read student features: ``preact``
             (bool), ``points`` (list of module names or ``(name, relu)``
             pairs, default inferred), ``pooled`` (module name of the pooled
@@ -192,22 +197,23 @@ class ReviewKDDistiller(BaseModel):
                  connector: dict = dict(type='ABFConnector'),
                  distill_loss: dict = dict(type='HCLLoss'),
                  loss_weight: float = 1.0,
-                 warmup_epochs: int = 0,
+                 warmup_epochs: float = 0,
                  student_feats: dict = dict(preact=False),
                  teacher_feats: dict = dict(preact=False),
                  infer_input_shape: Sequence[int] = (3, 32, 32),
                  data_preprocessor: Optional[dict] = None,
                  teacher_input: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
-        if loss_weight < 0:
-            raise ValueError(f'ReviewKDDistiller: loss_weight must be >= 0, '
-                             f'got {loss_weight}.')
-        if warmup_epochs < 0:
-            raise ValueError(f'ReviewKDDistiller: warmup_epochs must be >= 0,'
-                             f' got {warmup_epochs}.')
+        for name, value in (('loss_weight', loss_weight),
+                            ('warmup_epochs', warmup_epochs)):
+            if isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not value >= 0:
+                raise ConfigError(
+                    f'ReviewKDDistiller: {name} must be >= 0, got {value!r} '
+                    f'(a number: write it without quotes, e.g. {name}=1.0).')
         if teacher_input not in ('auto', 'student'):
-            raise ValueError(f'ReviewKDDistiller: teacher_input must be '
-                             f'"auto" or "student", got {teacher_input!r}.')
+            raise ConfigError(f'ReviewKDDistiller: teacher_input must be '
+                              f'"auto" or "student", got {teacher_input!r}.')
         student_model = build_model_from_ref(
             self._with_preprocessor(student, data_preprocessor), 'student')
         super().__init__(
@@ -230,7 +236,7 @@ class ReviewKDDistiller(BaseModel):
                 getattr(self.teacher, 'data_preprocessor', None))
 
         self.loss_weight = float(loss_weight)
-        self.warmup_epochs = int(warmup_epochs)
+        self.warmup_epochs = float(warmup_epochs)
         self.infer_input_shape = tuple(infer_input_shape)
         self.student_tap = self._build_tap(self.student, student_feats,
                                            'student')
@@ -238,14 +244,22 @@ class ReviewKDDistiller(BaseModel):
                                            'teacher')
         s_shapes, t_shapes = self.infer_feature_shapes(infer_input_shape)
         self.connector = self._build_own(
-            self._connector_cfg(connector, s_shapes, t_shapes))
-        self.distill_loss = self._build_own(distill_loss)
+            self._connector_cfg(connector, s_shapes, t_shapes),
+            'ABFConnector')
+        self.distill_loss = self._build_own(distill_loss, 'HCLLoss')
+        # a loss whose forward takes `per_level` returns one value per level,
+        # logged as loss_hcl.<i>
+        self._loss_kwargs = dict(per_level=True) if 'per_level' in \
+            inspect.signature(self.distill_loss.forward).parameters else {}
 
     # ------------------------------------------------------------------ build
     @staticmethod
-    def _build_own(cfg: dict) -> nn.Module:
-        """Build a connector/loss; bare type names mean mmreviewkd's."""
+    def _build_own(cfg: dict, default_type: str) -> nn.Module:
+        """Build a connector/loss; bare type names mean mmreviewkd's, and a
+        dict without ``type`` (e.g. only ``--cfg-options
+        model.connector.norm_cfg.type=SyncBN``) is the default type."""
         cfg = copy.deepcopy(dict(cfg))
+        cfg.setdefault('type', default_type)
         cfg.setdefault('_scope_', 'mmreviewkd')
         return MODELS.build(cfg)
 
@@ -267,8 +281,9 @@ class ReviewKDDistiller(BaseModel):
         feats_cfg = dict(feats_cfg or {})
         unknown = set(feats_cfg) - {'preact', 'points', 'pooled'}
         if unknown:
-            raise ValueError(f'ReviewKDDistiller: unknown keys {sorted(unknown)}'
-                             f' in {who}_feats; use preact, points, pooled.')
+            raise ConfigError(
+                f'ReviewKDDistiller: unknown keys {sorted(unknown)} in '
+                f'{who}_feats; use preact, points, pooled.')
         preact = bool(feats_cfg.get('preact', False))
         points = feats_cfg.get('points')
         if points is None:
@@ -296,7 +311,7 @@ class ReviewKDDistiller(BaseModel):
                 feats = tap.pop()
             except Exception as e:
                 tap.clear()
-                raise RuntimeError(
+                raise ConfigError(
                     f'ReviewKDDistiller: the {who} failed a dummy forward of '
                     f'shape {tuple(dummy.shape)} ({type(e).__name__}: '
                     f'{str(e).splitlines()[0][:200]}); set infer_input_shape '
@@ -309,7 +324,7 @@ class ReviewKDDistiller(BaseModel):
     def _connector_cfg(self, cfg: dict, s_shapes, t_shapes) -> dict:
         cfg = copy.deepcopy(dict(cfg))
         if len(s_shapes) != len(t_shapes):
-            raise ValueError(
+            raise ConfigError(
                 f'ReviewKDDistiller: the student gives {len(s_shapes)} feature'
                 f' levels but the teacher {len(t_shapes)}; they must pair up '
                 f'(set student_feats/teacher_feats points).')
@@ -320,7 +335,7 @@ class ReviewKDDistiller(BaseModel):
             given = cfg.get(key)
             if given is not None and [int(c) for c in given] != value:
                 side = 'student' if key == 'in_channels' else 'teacher'
-                raise ValueError(
+                raise ConfigError(
                     f'ReviewKDDistiller: connector {key}={list(given)} '
                     f'contradicts the {side} features {value} (inferred from '
                     f'a dummy forward); fix or remove the override.')
@@ -351,13 +366,33 @@ class ReviewKDDistiller(BaseModel):
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[BaseDataElement]) -> Dict[str, torch.Tensor]:
-        """Student task losses plus ``loss_hcl``; also logs
-        ``distill_weight`` (lambda times the warm-up factor)."""
+        """The student's task losses (keys prefixed ``student.``) plus
+        ``loss_hcl``; also logs ``loss_hcl.<level>`` (shallow to deep, part
+        of ``loss_hcl``, not added again) and ``distill_weight`` (lambda
+        times the warm-up factor)."""
         self.student_tap.clear()
-        losses = self.student.loss(inputs, data_samples)
+        student_losses = self.student.loss(inputs, data_samples)
+        losses = {f'student.{k}': v for k, v in student_losses.items()}
         student_feats = self.student_tap.pop()
         weight = self.distill_factor()
-        if weight > 0:
+        if self.training and inputs.shape[0] == 1 and any(
+                f.shape[-2:].numel() == 1 for f in student_feats):
+            # BatchNorm in training mode needs more than one value per
+            # channel: a batch of one sample at a 1x1 (pooled) level has one
+            if weight > 0:
+                print_log(
+                    'ReviewKDDistiller: a batch of one sample cannot be '
+                    'batch-normalised at the 1x1 level; this batch trains '
+                    'the student without loss_hcl (train_dataloader '
+                    'drop_last=True avoids such batches).',
+                    logger='current',
+                    level=logging.WARNING)
+            weight = 0.0
+            # zero, with every connector parameter in the graph (DDP)
+            losses['loss_hcl'] = sum(
+                p.sum() for p in self.connector.parameters()) * 0.0
+            self._log_zero_levels(losses, len(student_feats))
+        elif weight > 0:
             self.teacher_tap.clear()
             with torch.no_grad():
                 if self.teacher_renorm is not None:  # teacher's own mean/std
@@ -368,15 +403,49 @@ class ReviewKDDistiller(BaseModel):
             teacher_feats = self.teacher_tap.pop()
             outs = self.connector(student_feats,
                                   [t.shape[-2:] for t in teacher_feats])
-            loss_hcl = self.distill_loss(outs, teacher_feats) * weight
+            loss = self.distill_loss(outs, teacher_feats,
+                                     **self._loss_kwargs)
+            if isinstance(loss, (list, tuple)):  # per level
+                for i, level in enumerate(loss):
+                    losses[f'loss_hcl.{i}'] = (level * weight).detach()
+                loss = sum(loss)
+            losses['loss_hcl'] = loss * weight
         else:
             # Keep the connector in the graph (zero gradient) so DDP without
             # find_unused_parameters works during the warm-up epoch.
             outs = self.connector(student_feats)
-            loss_hcl = sum(o.sum() for o in outs) * 0.0
-        losses['loss_hcl'] = loss_hcl
+            losses['loss_hcl'] = sum(o.sum() for o in outs) * 0.0
+            self._log_zero_levels(losses, len(outs))
         losses['distill_weight'] = torch.tensor(weight, device=inputs.device)
         return losses
+
+    def _log_zero_levels(self, losses: dict, num_levels: int) -> None:
+        """Per-level keys are logged on every iteration, zeros included, so
+        that their running means cover the same iterations as
+        ``loss_hcl``'s."""
+        if self._loss_kwargs:
+            zero = losses['loss_hcl'].detach()
+            for i in range(num_levels):
+                losses[f'loss_hcl.{i}'] = zero
+
+    def parse_losses(
+        self, losses: Dict[str, torch.Tensor]
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """MMEngine's sum of every ``*loss*`` term, except the per-level
+        breakdowns ``<name>.<level>`` of a term that is itself in
+        ``losses``: they are logged only, so the logged ``loss`` is exactly
+        the optimised total."""
+        parts = {
+            k: v
+            for k, v in losses.items() if '.' in k and
+            k.rsplit('.', 1)[1].isdigit() and k.rsplit('.', 1)[0] in losses
+        }
+        loss, log_vars = super().parse_losses(
+            {k: v
+             for k, v in losses.items() if k not in parts})
+        for key, value in parts.items():
+            log_vars[key] = value.detach()
+        return loss, log_vars
 
     @torch.no_grad()
     def teacher_predict(self, data: dict) -> list:

@@ -15,6 +15,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from mmreviewkd.utils.errors import ConfigError
+
 
 def normalization_of(
         preprocessor: nn.Module,
@@ -75,10 +77,10 @@ class TeacherRenormalizer(nn.Module):
         t_std = torch.as_tensor(teacher_std, dtype=torch.float32)
         if not (s_mean.numel() == s_std.numel() == t_mean.numel() ==
                 t_std.numel()):
-            raise ValueError('TeacherRenormalizer: student and teacher '
-                             'statistics must have one value per channel.')
+            raise ConfigError('TeacherRenormalizer: student and teacher '
+                              'statistics must have one value per channel.')
         if bool((s_std == 0).any()) or bool((t_std == 0).any()):
-            raise ValueError('TeacherRenormalizer: std must be non-zero.')
+            raise ConfigError('TeacherRenormalizer: std must be non-zero.')
         self.flip_channels = bool(flip_channels)
         if self.flip_channels:
             s_mean, s_std = s_mean.flip(0), s_std.flip(0)
@@ -109,7 +111,7 @@ class TeacherRenormalizer(nn.Module):
         s_mean, s_std, s_swap, _, _ = normalization_of(
             student_preprocessor, channels=t_mean.numel())
         if s_mean.numel() != t_mean.numel():
-            raise ValueError(
+            raise ConfigError(
                 f'ReviewKDDistiller: the student normalises '
                 f'{s_mean.numel()} channels but the teacher '
                 f'{t_mean.numel()}; they must see the same images.')

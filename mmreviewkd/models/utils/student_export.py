@@ -5,6 +5,8 @@ from typing import Optional
 
 import torch
 
+from mmreviewkd.utils.errors import ConfigError
+
 STUDENT_PREFIX = 'student.'
 
 
@@ -17,7 +19,7 @@ def student_state_dict(state: dict) -> 'OrderedDict[str, torch.Tensor]':
                           for k, v in state.items()
                           if k.startswith(STUDENT_PREFIX))
     if not student:
-        raise ValueError(
+        raise ConfigError(
             'the checkpoint has no "student." weights; it is not a ReviewKD '
             'distiller checkpoint (a plain model checkpoint needs no '
             'extraction).')

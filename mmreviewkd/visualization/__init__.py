@@ -1,1 +1,0 @@
-# Copyright (c) mmreviewkd contributors. All rights reserved.
