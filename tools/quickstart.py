@@ -52,7 +52,7 @@ def make_digits_dataset(root: str, num_train: int, seed: int = 0) -> str:
     """Render sklearn's digits to 32x32 RGB and write CIFAR pickle files."""
     from sklearn.datasets import load_digits
 
-    from mmreviewkd.testing.fake_data import make_cifar100
+    from mmreviewkd.datasets import write_cifar100
     digits = load_digits()
     rng = np.random.RandomState(seed)
     order = rng.permutation(len(digits.images))
@@ -63,7 +63,7 @@ def make_digits_dataset(root: str, num_train: int, seed: int = 0) -> str:
     tint = rng.uniform(0.5, 1.0, size=(len(big), 1, 1, 3))
     images = (big * tint * 255).round().astype(np.uint8)
     labels = digits.target[order]
-    make_cifar100(
+    write_cifar100(
         root,
         train_images=images[:num_train],
         train_labels=labels[:num_train],

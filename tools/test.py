@@ -55,8 +55,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.show_dir:
         vis = cfg.default_hooks.get('visualization')
         if vis is None:
-            raise ValueError('--show-dir needs a `visualization` hook in '
-                             'default_hooks.')
+            from mmreviewkd.utils.errors import ConfigError
+            raise ConfigError('--show-dir needs a `visualization` hook in '
+                              'default_hooks.')
         if cfg.get('default_scope') == 'mmdet':  # DetVisualizationHook
             vis['draw'] = True
             vis['test_out_dir'] = args.show_dir
@@ -66,12 +67,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError('--out must be a .pkl or .pickle file.')
+            from mmreviewkd.utils.errors import ConfigError
+            raise ConfigError('--out must be a .pkl or .pickle file.')
         evaluator = cfg.test_evaluator
         evaluators = list(evaluator) if isinstance(evaluator,
-                                                   (list, tuple)) else [
-                                                       evaluator
-                                                   ]
+                                                   (list,
+                                                    tuple)) else [evaluator]
         evaluators.append(
             dict(type='mmengine.DumpResults', out_file_path=args.out))
         cfg.test_evaluator = evaluators
@@ -81,23 +82,27 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
 
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
     import mmreviewkd  # noqa: F401
-    from mmreviewkd.engine import ReviewKDRunner
-    from mmreviewkd.registry import RUNNERS
     from mmreviewkd.utils import register_all_modules
     from mmreviewkd.utils.checkpoint_io import checkpoint_problem
     from mmreviewkd.utils.config_check import load_config
+    from mmreviewkd.utils.errors import CheckpointError
     register_all_modules(init_default_scope=False)
 
     if '://' not in args.checkpoint:
         problem = checkpoint_problem(args.checkpoint)
         if problem is not None:
-            error = FileNotFoundError if 'exist' in problem else ValueError
+            error = FileNotFoundError if 'exist' in problem else \
+                CheckpointError
             raise error(
                 f'checkpoint {args.checkpoint!r} cannot be used: {problem}.')
     cfg = merge_args(load_config(args.config), args)
+    # MMEngine's Runner, unless the config names its own (like mmdet's tools)
     if 'runner_type' not in cfg:
-        runner = ReviewKDRunner.from_cfg(cfg)
+        runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
     runner.test()

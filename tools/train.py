@@ -3,6 +3,11 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CKPT]] [--cfg-options k=v ...] [--launcher pytorch|slurm]
+
+MMEngine's ``Runner`` trains (or the config's ``runner_type``). Every config
+gets atomic checkpoint writes and RNG states in its checkpoints
+(:func:`add_crash_safety`); ``--resume`` without a path continues from the
+newest complete checkpoint of the work dir (:func:`resolve_resume`).
 """
 import argparse
 import os
@@ -61,14 +66,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def _amp_wrapper(optim_wrapper: dict) -> dict:
     import torch
+
+    from mmreviewkd.utils.errors import ConfigError
     wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
     if wrapper_type in ('AmpOptimWrapper', 'AutocastOptimWrapper',
                         'mmreviewkd.AutocastOptimWrapper'):
         return optim_wrapper
     if wrapper_type != 'OptimWrapper':
-        raise ValueError(f'--amp is only supported with OptimWrapper, but '
-                         f'the config uses {wrapper_type}; set the AMP '
-                         f'wrapper in the config instead.')
+        raise ConfigError(f'--amp is only supported with OptimWrapper, but '
+                          f'the config uses {wrapper_type}; set the AMP '
+                          f'wrapper in the config instead.')
     if torch.cuda.is_available():
         optim_wrapper['type'] = 'AmpOptimWrapper'
         optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -103,10 +110,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.load_from = args.resume
 
     if args.auto_scale_lr:
+        from mmreviewkd.utils.errors import ConfigError
         if 'auto_scale_lr' not in cfg or \
                 'base_batch_size' not in cfg.auto_scale_lr:
-            raise ValueError('--auto-scale-lr needs `auto_scale_lr = dict('
-                             'base_batch_size=...)` in the config.')
+            raise ConfigError('--auto-scale-lr needs `auto_scale_lr = dict('
+                              'base_batch_size=...)` in the config.')
         cfg.auto_scale_lr.enable = True
 
     if args.no_persistent_workers:
@@ -116,25 +124,114 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+def add_crash_safety(cfg: Config) -> Config:
+    """Atomic checkpoints and RNG states in checkpoints, for every config.
+
+    - ``default_hooks.checkpoint`` without ``backend_args`` (and without the
+      deprecated ``file_client_args``) saving to a local ``out_dir`` gets
+      ``backend_args=dict(backend='mmreviewkd_atomic_local')``: temporary
+      file, fsync, rename, so a kill during a save never leaves a truncated
+      checkpoint. ``backend_args=None`` in the config keeps MMEngine's
+      default backend.
+    - ``custom_hooks`` without an ``RNGStateHook`` get
+      ``mmreviewkd.RNGStateHook`` (ReviewKD configs have it from
+      ``configs/_base_/reviewkd_runtime.py``; baselines get it here).
+    """
+    from mmreviewkd.utils.checkpoint_io import ATOMIC_BACKEND_ARGS, is_remote
+
+    default_hooks = cfg.get('default_hooks') or {}
+    ckpt_hook = default_hooks.get('checkpoint')
+    if ckpt_hook is not None and 'backend_args' not in ckpt_hook \
+            and 'file_client_args' not in ckpt_hook \
+            and not is_remote(ckpt_hook.get('out_dir') or ''):
+        ckpt_hook['backend_args'] = dict(ATOMIC_BACKEND_ARGS)
+
+    custom_hooks = list(cfg.get('custom_hooks') or [])
+    if not any(
+            str(h.get('type', '')).split('.')[-1] == 'RNGStateHook'
+            for h in custom_hooks if isinstance(h, dict)):
+        custom_hooks.append(dict(type='mmreviewkd.RNGStateHook'))
+        cfg.custom_hooks = custom_hooks
+    return cfg
+
+
+def _launcher_rank(launcher: str) -> int:
+    """This process's global rank, before torch.distributed is set up."""
+    env = {
+        'pytorch': 'RANK',
+        'slurm': 'SLURM_PROCID',
+        'mpi': 'OMPI_COMM_WORLD_RANK'
+    }.get(launcher)
+    return int(os.environ.get(env, 0)) if env else 0
+
+
+def resolve_resume(cfg: Config) -> Config:
+    """Turn ``resume`` into the checkpoint MMEngine's Runner resumes from.
+
+    ``resume=True`` without ``load_from`` (``--resume``) takes the newest
+    complete checkpoint of the work dir (:func:`~mmreviewkd.utils.
+    checkpoint_io.find_resume_checkpoint`: broken ones are skipped with a
+    warning, ``.partial`` leftovers removed) or, when there is none, trains
+    from scratch. An explicit local checkpoint that is broken is an error.
+
+    Raises:
+        CheckpointError: The checkpoint to resume from is broken, or all
+            checkpoints of the work dir are.
+    """
+    from mmengine.logging import MMLogger
+
+    from mmreviewkd.utils.checkpoint_io import (checkpoint_problem,
+                                                find_resume_checkpoint,
+                                                is_remote)
+    from mmreviewkd.utils.errors import CheckpointError
+
+    if not cfg.get('resume', False):
+        return cfg
+    load_from = cfg.get('load_from')
+    if load_from is None:
+        main = _launcher_rank(cfg.get('launcher', 'none')) == 0
+        path = find_resume_checkpoint(
+            cfg.work_dir,
+            logger=MMLogger.get_current_instance() if main else None,
+            remove_partial=main)
+        if path is None:
+            cfg.resume = False  # nothing to resume: train from scratch
+        else:
+            cfg.load_from = path
+    elif not is_remote(load_from):
+        problem = checkpoint_problem(load_from)
+        if problem is not None:
+            raise CheckpointError(
+                f'cannot resume from {load_from!r}: {problem}. Pass a '
+                f'complete checkpoint, or --resume without a path to use '
+                f'the last complete one in the work dir.')
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """MMEngine's ``Runner``, or the config's ``runner_type``."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
 
     import mmreviewkd  # noqa: F401  (version check, checkpoint allow-list)
-    from mmreviewkd.engine import ReviewKDRunner
-    from mmreviewkd.registry import RUNNERS
     from mmreviewkd.utils import register_all_modules
     register_all_modules(init_default_scope=False)
 
     from mmreviewkd.utils.config_check import load_config
     cfg = load_config(args.config)
     cfg = merge_args(cfg, args)
+    cfg = add_crash_safety(cfg)
+    cfg = resolve_resume(cfg)
 
-    # ReviewKDRunner: atomic checkpoints, resume from the last complete one,
-    # RNG states in checkpoints, distributed runs on CPU (gloo)
-    if 'runner_type' not in cfg:
-        runner = ReviewKDRunner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 

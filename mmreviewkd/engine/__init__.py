@@ -1,4 +1,3 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
 from .hooks import *  # noqa: F401,F403
 from .optimizers import *  # noqa: F401,F403
-from .runner import *  # noqa: F401,F403

@@ -10,22 +10,32 @@ file or the new complete file, never a truncated one; at worst a stale
 
 MMEngine routes checkpoint writes through a file backend
 (``save_checkpoint(..., backend_args=...)``); :class:`AtomicLocalBackend` is
-registered with MMEngine's file I/O as ``'mmreviewkd_atomic_local'`` so the
-runner (or a ``CheckpointHook(backend_args=ATOMIC_BACKEND_ARGS)``) can select
-it.
+registered with MMEngine's file I/O as ``'mmreviewkd_atomic_local'`` (on
+``import mmreviewkd``) so a config selects it for ``CheckpointHook``::
+
+    default_hooks = dict(
+        checkpoint=dict(backend_args=dict(backend='mmreviewkd_atomic_local')))
+
+:func:`find_resume_checkpoint` picks the checkpoint ``tools/train.py
+--resume`` continues from: the newest complete one.
 """
+import logging
 import os
 import os.path as osp
+import re
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import List, Optional, Tuple, Union
 
 from mmengine.fileio import LocalBackend, register_backend
+
+from .errors import CheckpointError
 
 ATOMIC_BACKEND = 'mmreviewkd_atomic_local'
 ATOMIC_BACKEND_ARGS = dict(backend=ATOMIC_BACKEND)
 PARTIAL_SUFFIX = '.partial'
+_CKPT_NAME = re.compile(r'(epoch|iter)_(\d+)\.pth')
 
 
 def _fsync_dir(dirname: str) -> None:
@@ -121,6 +131,129 @@ def checkpoint_problem(filepath: str) -> Optional[str]:
         return f'it is truncated or corrupt ({type(e).__name__}: {e})'
     if bad is not None:
         return f'it is corrupt (bad CRC in {bad!r})'
+    return None
+
+
+def is_remote(path: str) -> bool:
+    """Whether ``path`` is a URI (``s3://...``) rather than a local path."""
+    return '://' in str(path)
+
+
+def _numbered_checkpoints(ckpt_dir: str) -> List[Tuple[str, int, str]]:
+    """``(kind, step, path)`` of the ``epoch_N.pth`` / ``iter_N.pth`` files
+    in ``ckpt_dir``."""
+    found = []
+    if osp.isdir(ckpt_dir):
+        for name in os.listdir(ckpt_dir):
+            match = _CKPT_NAME.fullmatch(name)
+            if match:
+                found.append((match.group(1), int(match.group(2)),
+                              osp.join(ckpt_dir, name)))
+    return found
+
+
+def resume_candidates(work_dir: str) -> Tuple[str, List[str]]:
+    """The checkpoint directory of ``work_dir`` and its checkpoints, newest
+    first.
+
+    The work dir is searched first; the directory named by its
+    ``last_checkpoint`` file only when the work dir has no checkpoints
+    (``CheckpointHook(out_dir=...)``). So a copied or moved work dir resumes
+    from its own files, not from where it was written. Checkpoints of the
+    pointer's kind (``epoch_N`` or ``iter_N``) come before the other kind;
+    a pointer to a custom file name in that directory comes first.
+
+    Args:
+        work_dir (str): The work dir of the run.
+
+    Returns:
+        tuple[str, list[str]]: The directory and the checkpoint paths.
+    """
+    pointer_target = read_last_checkpoint(work_dir)
+    ckpt_dir = work_dir
+    found = _numbered_checkpoints(ckpt_dir)
+    if not found and pointer_target is not None:
+        if is_remote(pointer_target):
+            return osp.dirname(pointer_target), [pointer_target]
+        ckpt_dir = osp.dirname(pointer_target) or work_dir
+        found = _numbered_checkpoints(ckpt_dir)
+    kind = None
+    if pointer_target is not None:
+        match = _CKPT_NAME.fullmatch(osp.basename(pointer_target))
+        kind = match.group(1) if match else None
+    found.sort(key=lambda x: (x[0] == kind, x[1]), reverse=True)
+    candidates = [path for _, _, path in found]
+    if pointer_target is not None and not is_remote(pointer_target) \
+            and osp.abspath(osp.dirname(pointer_target)) == \
+            osp.abspath(ckpt_dir) and osp.abspath(pointer_target) not in {
+                osp.abspath(c) for c in candidates}:
+        candidates.insert(0, pointer_target)  # a custom file name
+    return ckpt_dir, candidates
+
+
+def find_resume_checkpoint(work_dir: str,
+                           logger: Optional[logging.Logger] = None,
+                           remove_partial: bool = True) -> Optional[str]:
+    """The newest complete checkpoint to resume the run in ``work_dir`` from.
+
+    Truncated or corrupt checkpoints (see :func:`checkpoint_problem`) are
+    skipped with a warning naming them; ``.partial`` files left by an
+    interrupted :func:`atomic_write_bytes` are removed. Remote checkpoints
+    (a ``last_checkpoint`` pointing to a URI) are taken as they are.
+
+    Args:
+        work_dir (str): The work dir of the run.
+        logger (logging.Logger, optional): Where to say what was chosen,
+            skipped and removed; None says nothing.
+        remove_partial (bool): Remove ``.partial`` leftovers. Pass False on
+            all processes but one of a distributed run. Defaults to True.
+
+    Returns:
+        str | None: The checkpoint, or None when there is none (train from
+        scratch).
+
+    Raises:
+        CheckpointError: There are checkpoints, but none is complete.
+    """
+
+    def log(level: int, message: str) -> None:
+        if logger is not None:
+            logger.log(level, message)
+
+    ckpt_dir, candidates = resume_candidates(work_dir)
+    if remove_partial and osp.isdir(ckpt_dir):
+        for name in os.listdir(ckpt_dir):
+            if is_partial_file(name):
+                path = osp.join(ckpt_dir, name)
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    continue
+                log(logging.INFO,
+                    f'Removed {path}, left by an interrupted save.')
+    skipped = []
+    for path in candidates:
+        problem = None if is_remote(path) else checkpoint_problem(path)
+        if problem is None:
+            if skipped:
+                names = ', '.join(f'{p} ({why})' for p, why in skipped)
+                log(
+                    logging.WARNING,
+                    f'Resume: skipped incomplete checkpoint {names}; '
+                    f'resuming from {path}, the last complete checkpoint.')
+            else:
+                log(
+                    logging.INFO, f'Resume: resuming from {path}, the '
+                    f'latest checkpoint in {ckpt_dir}.')
+            return path
+        skipped.append((path, problem))
+    if skipped:
+        names = ', '.join(f'{p} ({why})' for p, why in skipped)
+        raise CheckpointError(f'cannot resume: no complete checkpoint in '
+                              f'{ckpt_dir}; skipped {names}.')
+    log(
+        logging.INFO, f'Resume: no checkpoint in {ckpt_dir}; training '
+        f'starts from scratch.')
     return None
 
 

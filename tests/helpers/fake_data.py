@@ -1,15 +1,9 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
-import os
-import os.path as osp
-import pickle
 from typing import Optional, Sequence
 
 import numpy as np
 
-
-def _write_pickle(path: str, obj) -> None:
-    with open(path, 'wb') as f:
-        pickle.dump(obj, f)
+from mmreviewkd.datasets import write_cifar100
 
 
 def make_cifar100(root: str,
@@ -58,24 +52,5 @@ def make_cifar100(root: str,
         train_images, train_labels = generate(num_train)
     if test_images is None:
         test_images, test_labels = generate(num_test)
-    folder = osp.join(root, 'cifar-100-python')
-    os.makedirs(folder, exist_ok=True)
-    for split, images, labels in (('train', train_images, train_labels),
-                                  ('test', test_images, test_labels)):
-        images = np.asarray(images, dtype=np.uint8)
-        assert images.shape[1:] == (32, 32, 3), images.shape
-        data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
-        _write_pickle(
-            osp.join(folder, split), {
-                'filenames': [f'{split}_{i}.png' for i in range(len(images))],
-                'batch_label': f'{split} batch',
-                'fine_labels': [int(x) for x in labels],
-                'coarse_labels': [int(x) % 20 for x in labels],
-                'data': data,
-            })
-    _write_pickle(
-        osp.join(folder, 'meta'), {
-            'fine_label_names': classes,
-            'coarse_label_names': [f'super_{i}' for i in range(20)],
-        })
-    return root
+    return write_cifar100(root, train_images, train_labels, test_images,
+                          test_labels, classes)

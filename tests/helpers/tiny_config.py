@@ -1,9 +1,9 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
 """A tiny ReviewKD config (CIFAR resnet14 -> resnet8 on a fake CIFAR) for
 end-to-end tests of the runtime: it inherits the shipped
-``configs/_base_/reviewkd_runtime.py``, so the default hooks and runner of
-every ReviewKD config are what runs, and imports the test-only hooks and
-loss of ``mmreviewkd.testing`` (kill, NaN injection, per-rank state dump)."""
+``configs/_base_/reviewkd_runtime.py``, so the custom hooks of every
+ReviewKD config are what runs, and imports the test-only hooks and loss of
+``tests/helpers`` (kill, NaN injection, per-rank state dump)."""
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -13,8 +13,8 @@ RUNTIME_CFG = osp.join(ROOT, 'configs', '_base_', 'reviewkd_runtime.py')
 _TEMPLATE = '''
 _base_ = ['mmpretrain::_base_/default_runtime.py', r'{runtime}']
 custom_imports = dict(
-    imports=['mmreviewkd.testing.kill_hook', 'mmreviewkd.testing.nan_loss',
-             'mmreviewkd.testing.rank_dump_hook'],
+    imports=['helpers.kill_hook', 'helpers.nan_loss',
+             'helpers.rank_dump_hook'],
     allow_failed_imports=False)
 
 model = dict(
@@ -80,6 +80,18 @@ randomness = dict(seed=0, deterministic=True)
 '''
 
 
+# Distributed training on CPU with MMEngine's Runner: the gloo backend, and
+# DDP without device ids (MMEngine passes [LOCAL_RANK], which PyTorch rejects
+# for a CPU module; None is also valid for a module on one GPU). The
+# launchers additionally need tool_runner.cpu_ddp_env().
+CPU_DDP_CFG = """
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+model_wrapper_cfg = dict(
+    type='MMDistributedDataParallel', device_ids=None,
+    broadcast_buffers=False, find_unused_parameters=False)
+"""
+
+
 def tiny_distill_config(data_root: str,
                         teacher_ckpt: Optional[str] = None,
                         extra_hooks: Sequence[dict] = (),
@@ -88,7 +100,8 @@ def tiny_distill_config(data_root: str,
                         num_classes: int = 10,
                         batch_size: int = 8,
                         warmup_epochs: int = 1,
-                        max_epochs: int = 3) -> str:
+                        max_epochs: int = 3,
+                        cpu_ddp: bool = False) -> str:
     """The config text (write it to a ``.py`` file).
 
     Args:
@@ -103,6 +116,7 @@ def tiny_distill_config(data_root: str,
         batch_size (int): Per-process batch size.
         warmup_epochs (int): ReviewKD warm-up (epoch 0 has factor 0).
         max_epochs (int): Epochs; the LR drops x0.1 after epoch 2.
+        cpu_ddp (bool): Add :data:`CPU_DDP_CFG` (distributed runs on CPU).
     """
     text = _TEMPLATE.format(
         runtime=RUNTIME_CFG,
@@ -120,4 +134,6 @@ def tiny_distill_config(data_root: str,
         hooks = [dict(h) for h in custom_hooks]
         hooks += [dict(h) for h in extra_hooks]
         text += f'\ncustom_hooks = {hooks!r}\n'
+    if cpu_ddp:
+        text += CPU_DDP_CFG
     return text

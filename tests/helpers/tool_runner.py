@@ -9,16 +9,32 @@ import sys
 from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# sitecustomize.py that lets MMEngine's launchers start without a GPU
+CPU_DDP_SHIM = osp.join(ROOT, 'tests', 'cpu_ddp')
 
 
 def tool_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """The environment for tool subprocesses: one OpenMP thread each (the
-    test machines have 2 cores), no debug tracebacks, the repo importable."""
+    test machines have 2 cores), no debug tracebacks, the repo and the
+    test ``helpers`` importable."""
     env = dict(os.environ)
     env.setdefault('OMP_NUM_THREADS', '1')
     env.pop('MMREVIEWKD_DEBUG', None)
-    env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    env['PYTHONPATH'] = os.pathsep.join(
+        [ROOT, osp.join(ROOT, 'tests'),
+         env.get('PYTHONPATH', '')]).rstrip(os.pathsep)
     env.update(extra or {})
+    return env
+
+
+def cpu_ddp_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """:func:`tool_env` for distributed runs on CPU: with ``tests/cpu_ddp``
+    on ``PYTHONPATH``, MMEngine's pytorch / slurm launchers skip their
+    ``torch.cuda.set_device`` call when there is no GPU. The configs of such
+    runs also need the gloo backend and DDP without device ids
+    (``tiny_distill_config(..., cpu_ddp=True)``)."""
+    env = tool_env(extra)
+    env['PYTHONPATH'] = CPU_DDP_SHIM + os.pathsep + env['PYTHONPATH']
     return env
 
 

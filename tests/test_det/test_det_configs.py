@@ -2,8 +2,10 @@
 """Every shipped COCO config builds, infers the FPN channels and runs one
 distillation step on a tiny real-format COCO batch; the teacher runs only
 its backbone + neck, once, and gets no gradient."""
+import ast
 import copy
 import glob
+import inspect
 import os.path as osp
 
 import pytest
@@ -11,13 +13,15 @@ import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
+from helpers import make_coco
+from mmreviewkd.models.distillers import ReviewKDDistiller
 from mmreviewkd.registry import MODELS
-from mmreviewkd.testing import make_coco
 from mmreviewkd.utils.config_check import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-# spec section 6: lambda, teacher depth, student backbone, task
+# The paper's / authors' per-pair settings: lambda, teacher depth, student
+# backbone, task
 EXPECTED = {
     'reviewkd_faster-rcnn_r101_r18': (1.2, 101, ('ResNet', 18), 'FasterRCNN'),
     'reviewkd_faster-rcnn_r101_r50': (1.0, 101, ('ResNet', 50), 'FasterRCNN'),
@@ -120,13 +124,60 @@ def test_every_det_config_has_an_expectation():
             }
 
 
+def _bases(path):
+    """The ``_base_`` entry of a config file, as written."""
+    for node in ast.parse(open(path).read()).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id',
+                                                    None) == '_base_':
+            return ast.literal_eval(node.value)
+
+
+def test_coco_schedule_bases_are_one_chain():
+    """The instance-segmentation schedule inherits the detection one (which
+    inherits mmdet's detectron2-aligned 90k config) and adds only masks."""
+    common = osp.join(ROOT, 'configs/_base_/common')
+    det_path = osp.join(common, 'ms-180k_coco.py')
+    ins_path = osp.join(common, 'ms-poly-180k_coco-instance.py')
+    assert _bases(det_path) == 'mmdet::common/ms-90k_coco.py'
+    assert _bases(ins_path) == './ms-180k_coco.py'
+    det, ins = load_config(det_path), load_config(ins_path)
+    for key in ('train_cfg', 'param_scheduler', 'optim_wrapper',
+                'auto_scale_lr', 'default_hooks', 'log_processor'):
+        assert ins[key] == det[key], key
+    assert det.train_cfg.max_iters == 180000
+    assert det.optim_wrapper.optimizer.lr == 0.01
+    assert det.auto_scale_lr.base_batch_size == 8
+    for cfg, masks in ((det, False), (ins, True)):
+        assert cfg.train_dataloader.batch_size == 2
+        for loader in ('train_dataloader', 'val_dataloader',
+                       'test_dataloader'):
+            pipeline = cfg[loader].dataset.pipeline
+            assert pipeline[0].imdecode_backend == 'pillow'
+            load = [t for t in pipeline if t.type == 'LoadAnnotations']
+            assert len(load) == 1
+            assert load[0].get('with_mask', False) == masks
+            assert load[0].get('poly2mask', True) is not masks
+    assert det.val_evaluator.metric == 'bbox'
+    assert ins.val_evaluator.metric == ins.test_evaluator.metric == [
+        'bbox', 'segm'
+    ]
+
+
 @pytest.mark.parametrize('path', DISTILL_CFGS, ids=_key)
 def test_det_distill_config_builds_and_steps(path, coco):
     lam, t_depth, (s_type, s_depth), det_type = EXPECTED[_key(path)]
     cfg = load_config(path)
-    # --- the recipe (spec sections 6-7) -------------------------------
+    # --- the recipe ----------------------------------------------------
     assert cfg.model.type == 'mmreviewkd.ReviewKDDistiller'
-    assert cfg.model.loss_weight == lam and cfg.model.warmup_epochs == 0
+    assert cfg.model.loss_weight == lam
+    # only what differs from the distiller's defaults (lambda always stated);
+    # ABF mid defaults to min(512, 256) = 256
+    params = inspect.signature(ReviewKDDistiller.__init__).parameters
+    for name, param in params.items():
+        if name in cfg.model and name != 'loss_weight' and (
+                param.default is not inspect.Parameter.empty):
+            assert cfg.model[name] != param.default, f'{name} is the default'
+    assert 'mid_channels' not in cfg.model.get('connector', {})
     assert cfg.model.teacher_ckpt.startswith('checkpoints/')
     assert '3x' in cfg.model.teacher.cfg_path  # the 3x model-zoo teachers
     assert dict(type='mmreviewkd.StudentExportHook') in cfg.custom_hooks
@@ -147,6 +198,7 @@ def test_det_distill_config_builds_and_steps(path, coco):
     # --- the model ----------------------------------------------------
     cfg.model.teacher_ckpt = None  # the user's download; weights don't matter
     model = build(cfg)
+    assert model.loss_weight == lam and model.warmup_epochs == 0
     assert type(model.student).__name__ == det_type
     assert type(model.teacher).__name__ == det_type
     assert model.teacher.backbone.depth == t_depth

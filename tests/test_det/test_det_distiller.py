@@ -12,10 +12,10 @@ import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
+from helpers import make_coco
 from mmreviewkd.models.distillers.teacher_input import TeacherRenormalizer
 from mmreviewkd.models.utils import export_student
 from mmreviewkd.registry import MODELS
-from mmreviewkd.testing import make_coco
 from mmreviewkd.utils.config_check import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

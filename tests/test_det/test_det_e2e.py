@@ -15,8 +15,8 @@ import sys
 import pytest
 import torch
 
+from helpers import make_coco
 from mmreviewkd.models.distillers import build_model_from_ref
-from mmreviewkd.testing import make_coco
 from mmreviewkd.utils.config_check import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -13,10 +13,9 @@ import textwrap
 import pytest
 import torch
 
-from mmreviewkd.testing.fake_data import make_cifar100
-from mmreviewkd.testing.tiny_config import tiny_distill_config
-from mmreviewkd.testing.tool_runner import (ROOT, logged_scalars, run_tool,
-                                            tool_env)
+from helpers.fake_data import make_cifar100
+from helpers.tiny_config import tiny_distill_config
+from helpers.tool_runner import ROOT, logged_scalars, run_tool, tool_env
 from mmreviewkd.utils.checkpoint_io import (AtomicLocalBackend,
                                             atomic_write_bytes,
                                             checkpoint_problem,

@@ -13,10 +13,10 @@ from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import OptimWrapper
 
+from helpers.fake_data import make_cifar100
+from helpers.tiny_config import RUNTIME_CFG, tiny_distill_config
+from helpers.tool_runner import logged_scalars, run_tool
 from mmreviewkd.engine.hooks import NonFiniteLossError, NonFiniteLossHook
-from mmreviewkd.testing.fake_data import make_cifar100
-from mmreviewkd.testing.tiny_config import RUNTIME_CFG, tiny_distill_config
-from mmreviewkd.testing.tool_runner import logged_scalars, run_tool
 
 # 0-based iteration 5 = 2nd iteration of epoch 2 (4 iterations per epoch;
 # epoch 1 has warm-up factor 0, so the feature loss is not computed there)

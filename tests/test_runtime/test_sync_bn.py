@@ -4,7 +4,7 @@ MMEngine's ``sync_bn='torch'`` (the whole distiller, converted by the runner
 in distributed GPU runs) or ``ABFConnector(norm_cfg=dict(type='SyncBN'))``.
 Converting BN modules must not detach the feature taps (WRN pre-activation
 features are BN outputs). PyTorch's SyncBatchNorm needs GPUs: a distributed
-CPU run falls back to BatchNorm with a warning instead of failing."""
+CPU run of such a config sets ``sync_bn=None`` and a BN connector."""
 import json
 import socket
 import subprocess
@@ -18,11 +18,11 @@ from mmengine.model import convert_sync_batchnorm, revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
+from helpers.fake_data import make_cifar100
+from helpers.tiny_config import tiny_distill_config
+from helpers.tool_runner import ROOT, cpu_ddp_env
 from mmreviewkd.models import ReviewKDDistiller
 from mmreviewkd.models.connectors import ABFConnector
-from mmreviewkd.testing.fake_data import make_cifar100
-from mmreviewkd.testing.tiny_config import tiny_distill_config
-from mmreviewkd.testing.tool_runner import ROOT, tool_env
 
 
 def classifier(backbone, in_channels):
@@ -105,13 +105,28 @@ RUNNER_SCRIPT = textwrap.dedent('''
     import torch
     import torch.nn as nn
     from mmengine.config import Config
-    from mmreviewkd.engine import ReviewKDRunner
+    from mmengine.runner import Runner
     from mmreviewkd.utils import register_all_modules
     register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(sys.argv[1])
-    cfg.work_dir = sys.argv[2]
-    cfg.launcher = 'pytorch'
-    runner = ReviewKDRunner.from_cfg(cfg)
+
+    def load(name, overrides=None):
+        cfg = Config.fromfile(sys.argv[1])
+        cfg.merge_from_dict(overrides or {})
+        cfg.work_dir = sys.argv[2]
+        cfg.launcher = 'pytorch'
+        cfg.experiment_name = name
+        return cfg
+
+    # the config as written: the runner converts BN to SyncBN (what runs on
+    # GPUs), and PyTorch's DDP refuses SyncBN in a CPU module
+    try:
+        Runner.from_cfg(load('as_written'))
+        refused = ''
+    except ValueError as e:
+        refused = str(e)
+    # on CPU: the same config with BatchNorm
+    runner = Runner.from_cfg(load('cpu', {
+        'sync_bn': None, 'model.connector.norm_cfg.type': 'BN'}))
     model = runner.model.module
     def kinds(module):
         return dict(
@@ -125,16 +140,19 @@ RUNNER_SCRIPT = textwrap.dedent('''
     optim = runner.build_optim_wrapper(runner.optim_wrapper)
     losses = runner.model.train_step(batch, optim)
     print('RESULT ' + json.dumps(dict(
-        wrapper=type(runner.model).__name__,
+        refused=refused, wrapper=type(runner.model).__name__,
         student=kinds(model.student), connector=kinds(model.connector),
         loss=float(losses['loss']))))
 ''')
 
 
-def test_sync_bn_in_a_cpu_distributed_run_falls_back_with_a_warning(tmp_path):
+def test_sync_bn_config_in_a_cpu_distributed_run(tmp_path):
     """``sync_bn = 'torch'`` plus an ``ABFConnector`` built with SyncBN, run
-    by ReviewKDRunner in a real (one-process, gloo) distributed environment
-    without CUDA: BatchNorm, a warning, and a working DDP step."""
+    by MMEngine's Runner in a real (one-process, gloo) distributed
+    environment without CUDA: the runner converts the model to SyncBN (the
+    GPU path), which PyTorch's DDP only accepts on GPUs; with
+    ``sync_bn=None`` and a BN connector (the CPU overrides) the same config
+    makes a working DDP step with BatchNorm."""
     data = make_cifar100(
         str(tmp_path / 'data'),
         classes=[f'c{i}' for i in range(10)],
@@ -142,14 +160,14 @@ def test_sync_bn_in_a_cpu_distributed_run_falls_back_with_a_warning(tmp_path):
         num_test=8)
     config = tmp_path / 'sync_bn.py'
     config.write_text(
-        tiny_distill_config(data) + "\nsync_bn = 'torch'\n"
+        tiny_distill_config(data, cpu_ddp=True) + "\nsync_bn = 'torch'\n"
         "model.update(connector=dict(type='ABFConnector', "
         "norm_cfg=dict(type='SyncBN')))\n")
     sock = socket.socket()
     sock.bind(('127.0.0.1', 0))
     port = sock.getsockname()[1]
     sock.close()
-    env = tool_env(
+    env = cpu_ddp_env(
         dict(
             RANK='0',
             WORLD_SIZE='1',
@@ -168,9 +186,9 @@ def test_sync_bn_in_a_cpu_distributed_run_falls_back_with_a_warning(tmp_path):
                           timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert 'SyncBN needs CUDA devices' in out
     line = [x for x in proc.stdout.splitlines() if x.startswith('RESULT ')]
     result = json.loads(line[-1][len('RESULT '):])
+    assert 'SyncBatchNorm' in result['refused'], result
     assert result['wrapper'] == 'MMDistributedDataParallel'
     for part in ('student', 'connector'):
         assert result[part]['sync'] == 0 and result[part]['bn'] > 0, result

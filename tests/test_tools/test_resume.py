@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from mmreviewkd.testing import make_cifar100
+from helpers import make_cifar100
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -10,9 +10,10 @@ from mmengine.optim import OptimWrapperDict
 
 from mmreviewkd.registry import HOOKS
 from mmreviewkd.utils.checkpoint_io import read_last_checkpoint
+from mmreviewkd.utils.errors import UserError
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """Training stopped because a loss became NaN or infinite."""
 
 
