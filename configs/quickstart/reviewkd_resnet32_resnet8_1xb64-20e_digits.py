@@ -13,11 +13,7 @@ model = dict(
     student={{_base_.model}},
     teacher=dict(cfg_path='{{fileDirname}}/resnet32_1xb64-20e_digits.py'),
     teacher_ckpt='work_dirs/quickstart/teacher/epoch_20.pth',
-    connector=dict(type='ABFConnector'),
-    distill_loss=dict(type='HCLLoss'),
     loss_weight=1.0,
     # the 240-epoch recipe warms up over 20 epochs; 2 of 20 here
     warmup_epochs=2,
-    student_feats=dict(preact=False),
-    teacher_feats=dict(preact=True),
-    infer_input_shape=(3, 32, 32))
+    teacher_feats=dict(preact=True))

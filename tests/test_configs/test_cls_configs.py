@@ -1,7 +1,8 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
-"""Every shipped classification config builds, infers the spec's channels
-and runs one loss step on a tiny input."""
+"""Every shipped classification config builds, infers the method's channels
+and runs one loss step on a tiny input; configs state no distiller default."""
 import glob
+import inspect
 import os.path as osp
 
 import pytest
@@ -9,13 +10,15 @@ import torch
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
+from mmreviewkd.models.distillers import ReviewKDDistiller
 from mmreviewkd.registry import MODELS
 from mmreviewkd.utils.config_check import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-# spec section 6: student C, teacher C (shallow -> deep), mid, lambda,
-# student and teacher spatial sizes of the stage levels at the infer size.
+# The paper's / authors' per-pair settings: student C, teacher C (shallow ->
+# deep), mid, lambda, student and teacher spatial sizes of the stage levels
+# at the infer size.
 CIFAR_R = [16, 32, 64, 64]
 R32X4 = [64, 128, 256, 256]
 WRN2 = [32, 64, 128, 128]
@@ -50,7 +53,7 @@ EXPECTED = {
                                       [56, 28, 14, 7, 1], [56, 28, 14, 7, 1]),
     'reviewkd_resnet32_resnet8': (CIFAR_R, CIFAR_R, 64, 1.0, S32, S32),
 }
-# learning rates the spec sets apart from the CIFAR default 0.1
+# learning rates of the recipe apart from the CIFAR default 0.1
 EXPECTED_LR = {
     'reviewkd_resnet32x4_shufflenetv1-g3': 0.02,
     'reviewkd_wrn40-2_shufflenetv1-g3': 0.02,
@@ -114,6 +117,7 @@ def test_distill_config_builds_with_spec_channels(path):
     s_c, t_c, mid, lam, s_sizes, t_sizes = EXPECTED[_key(path)]
     if lam is not None:
         assert cfg.model.loss_weight == lam
+    assert_states_no_default(cfg.model, s_c)
     if 'cifar100' in path:
         assert cfg.optim_wrapper.optimizer.lr == EXPECTED_LR.get(
             _key(path), 0.1)
@@ -123,7 +127,7 @@ def test_distill_config_builds_with_spec_channels(path):
     assert model.connector.in_channels == s_c
     assert model.connector.out_channels == t_c
     assert model.connector.mid_channels == mid
-    size = cfg.model.infer_input_shape[-1]
+    size = model.infer_input_shape[-1]
     s_shapes, t_shapes = model.infer_feature_shapes((3, size, size))
     assert [s[1] for s in s_shapes] == s_c
     assert [t[-1] for t in t_shapes] == t_sizes
@@ -133,9 +137,24 @@ def test_distill_config_builds_with_spec_channels(path):
     # the CIFAR pairs at their size; ImageNet pairs at a small size (any
     # input size works: the ABFs take sizes from the tensors)
     losses = loss_step(model, 32 if size == 32 else 64)
-    assert losses['loss_hcl'].item() > 0 or cfg.model.warmup_epochs > 0
+    assert losses['loss_hcl'].item() > 0 or model.warmup_epochs > 0
     assert any(p.grad is not None for p in model.connector.parameters())
     assert all(p.grad is None for p in model.teacher.parameters())
+
+
+def assert_states_no_default(model_cfg, student_channels):
+    """A distiller config states only what differs from the defaults
+    (lambda, ``loss_weight``, is always stated; the test clears
+    ``teacher_ckpt``)."""
+    params = inspect.signature(ReviewKDDistiller.__init__).parameters
+    for name, param in params.items():
+        if name in ('loss_weight', 'teacher_ckpt'):
+            continue
+        if name in model_cfg and (
+                param.default is not inspect.Parameter.empty):
+            assert model_cfg[name] != param.default, f'{name} is the default'
+    mid = model_cfg.get('connector', {}).get('mid_channels')
+    assert mid != min(512, student_channels[-1]), 'mid_channels is the default'
 
 
 @pytest.mark.parametrize('path', BASELINE_CFGS, ids=_key)

@@ -1,34 +1,15 @@
-# COCO instance segmentation (polygon masks; bbox + segm AP), the ReviewKD
-# authors' detectron2 schedule (spec section 7):
-# 4 GPUs x 2 images = batch 8, SGD lr 0.01 (momentum 0.9, wd 1e-4), 180k
-# iterations, x0.1 at 120k and 160k, linear warm-up over 1000 iterations,
-# multi-scale training (shorter side one of 640, 672, ..., 800, longer side
-# <= 1333), single-scale test at 800. This is the image budget of mmdet's
-# "1x" (8 x 180k = 16 x 90k, about 12 epochs), not "2x".
-# Data, pipelines and the Detectron2-aligned resize come from mmdet's own
-# 90k iteration config; only the batch, LR and iteration counts change.
-# On other GPU counts: --auto-scale-lr scales lr by total batch / 8.
-_base_ = 'mmdet::common/ms-poly-90k_coco-instance.py'
+# COCO instance segmentation with the schedule of ms-180k_coco.py. What
+# changes, as from mmdet's ms-90k_coco.py to its ms-poly-90k_coco-instance.py:
+# LoadAnnotations also loads the polygon masks (poly2mask=False) in training
+# and evaluation, and the metric is bbox + segm AP.
+_base_ = './ms-180k_coco.py'
 
-max_iter = 180000
-train_dataloader = dict(batch_size=2, num_workers=2)
-train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=max_iter, val_interval=20000)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=1000),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_iter,
-        by_epoch=False,
-        milestones=[120000, 160000],
-        gamma=0.1)
-]
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001))
-auto_scale_lr = dict(enable=False, base_batch_size=8)
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=20000))
-log_processor = dict(by_epoch=False)
+train_pipeline = _base_.train_pipeline
+train_pipeline[1].update(with_mask=True, poly2mask=False)
+test_pipeline = _base_.test_pipeline
+test_pipeline[2].update(with_mask=True, poly2mask=False)
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(metric=['bbox', 'segm'])
+test_evaluator = val_evaluator

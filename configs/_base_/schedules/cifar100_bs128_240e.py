@@ -1,6 +1,6 @@
-# The CRD/ReviewKD CIFAR-100 schedule (spec §7): 240 epochs, SGD nesterov
-# momentum 0.9, weight decay 5e-4, lr 0.1 (0.02 for ShuffleNet/MobileNet
-# students, set in their configs), x0.1 after epochs 150, 180, 210.
+# The CRD/ReviewKD CIFAR-100 schedule: 240 epochs, SGD nesterov momentum
+# 0.9, weight decay 5e-4, lr 0.1 (0.02 for ShuffleNet/MobileNet students,
+# set in their configs), x0.1 after epochs 150, 180, 210.
 optim_wrapper = dict(
     optimizer=dict(
         type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True))

@@ -1,5 +1,5 @@
 # ImageNet MobileNetV1 (width 1.0), the student of the ReviewKD
-# ResNet50 -> MobileNet pair (spec section 6), trained alone with the same
+# ResNet50 -> MobileNet pair, trained alone with the same
 # 100-epoch schedule: the baseline ReviewKD is compared against (paper 68.87).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32.py',

@@ -1,13 +1,12 @@
-# ReviewKD on CIFAR-100: teacher resnet32x4 -> student shufflenetv2 (spec §6).
-# Student data, schedule and runtime come from the student's baseline config.
+# ReviewKD on CIFAR-100: teacher resnet32x4 -> student shufflenetv2. Data,
+# schedule and runtime come from the student's baseline config.
 _base_ = [
     '../../baselines/cifar100/shufflenetv2_8xb16-240e_cifar100.py',
     '../../_base_/reviewkd_runtime.py',
 ]
 
-# Train the teacher with configs/baselines/cifar100/resnet32x4_8xb16-240e_cifar100.py
-# (use its last checkpoint) or convert the public RepDistiller/mdistiller
-# teacher with tools/model_converters/repdistiller_to_mmreviewkd.py.
+# teacher: its baseline's last checkpoint, or the public RepDistiller file
+# converted with tools/model_converters/repdistiller_to_mmreviewkd.py
 teacher_ckpt = 'checkpoints/cifar100/resnet32x4_8xb16-240e_cifar100.pth'
 
 model = dict(
@@ -18,13 +17,8 @@ model = dict(
         cfg_path='{{fileDirname}}/../../baselines/cifar100/'
         'resnet32x4_8xb16-240e_cifar100.py'),
     teacher_ckpt=teacher_ckpt,
-    connector=dict(type='ABFConnector'),  # mid = min(512, deepest student C)
-    distill_loss=dict(type='HCLLoss'),
     loss_weight=8.0,
     warmup_epochs=20,
-    # original recipe: post-activation student, pre-activation teacher
-    student_feats=dict(preact=False),
-    teacher_feats=dict(preact=True),
-    infer_input_shape=(3, 32, 32))
-
-optim_wrapper = dict(optimizer=dict(lr=0.02))
+    # the authors' recipe: pre-activation teacher stages (post-activation
+    # student stages, the default)
+    teacher_feats=dict(preact=True))

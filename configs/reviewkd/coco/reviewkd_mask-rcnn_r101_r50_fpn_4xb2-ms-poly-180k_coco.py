@@ -1,14 +1,13 @@
-# ReviewKD on COCO: Mask R-CNN R101-FPN -> R50-FPN (spec sections 6-8).
+# ReviewKD on COCO: Mask R-CNN R101-FPN -> R50-FPN.
 # Paper: student R50 35.24 -> 36.98 mask AP with ReviewKD.
-# Schedule: the authors' detectron2 recipe reproduced exactly (spec section 7):
-# 4 GPUs x 2 images, SGD lr 0.01, 180k iterations, x0.1 at 120k and 160k,
-# multi-scale train 640-800, see configs/_base_/common/. Not mmdet's 2x: the
-# image budget equals mmdet's 1x. Other GPU counts: --auto-scale-lr.
+# Schedule: the authors' detectron2 recipe,
+# configs/_base_/common/ms-poly-180k_coco-instance.py (batch 4 x 2, lr 0.01,
+# 180k iterations; the image budget of mmdet's 1x).
 # The student alone is mmdet's own R50 baseline,
-# mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py (same model, same image
-# budget, single-scale); the exported student loads into it.
-# Teacher: only its backbone + FPN run during training (no_grad, eval mode);
-# ReviewKD distils all FPN levels P2..P6 (256 channels, ABF mid 256).
+# mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py; the exported student loads
+# into it.
+# ReviewKD distils all FPN levels P2..P6 (256 channels, so ABF mid 256); the
+# teacher runs backbone + FPN only (no_grad, eval mode).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../../_base_/common/ms-poly-180k_coco-instance.py',
@@ -21,6 +20,7 @@ _base_ = [
 # https://download.openmmlab.com/mmdetection/v2.0/mask_rcnn/mask_rcnn_r101_fpn_mstrain-poly_3x_coco/mask_rcnn_r101_fpn_mstrain-poly_3x_coco_20210524_200244-5675c317.pth
 teacher_ckpt = 'checkpoints/mask_rcnn_r101_fpn_mstrain-poly_3x_coco_20210524_200244-5675c317.pth'
 
+# no warm-up in detection (the default)
 model = dict(
     _delete_=True,
     type='mmreviewkd.ReviewKDDistiller',
@@ -28,8 +28,5 @@ model = dict(
     teacher=dict(
         cfg_path='mmdet::mask_rcnn/mask-rcnn_r101_fpn_ms-poly-3x_coco.py'),
     teacher_ckpt=teacher_ckpt,
-    connector=dict(type='ABFConnector', mid_channels=256),
-    distill_loss=dict(type='HCLLoss'),
     loss_weight=0.8,
-    warmup_epochs=0,  # no warm-up in detection
     infer_input_shape=(3, 128, 128))

@@ -1,4 +1,4 @@
-# ReviewKD on ImageNet: ResNet34 -> ResNet18 (spec sections 6-8).
+# ReviewKD on ImageNet: ResNet34 -> ResNet18.
 # Paper: ResNet18 69.75 -> 71.61 top-1 (teacher 73.31).
 #
 # The student, data pipeline, 100-epoch schedule (SGD lr 0.1, wd 1e-4,
@@ -13,18 +13,13 @@ _base_ = [
 # https://download.openmmlab.com/mmclassification/v0/resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth
 teacher_ckpt = 'checkpoints/resnet34_8xb32_in1k_20210831-f257d4e6.pth'
 
+# 4 stages + pooled: 64, 128, 256, 512, 512 on both sides, ABF mid 512;
+# post-ReLU stage outputs on both sides; no warm-up on ImageNet
 model = dict(
     _delete_=True,
     type='mmreviewkd.ReviewKDDistiller',
     student={{_base_.model}},
     teacher=dict(cfg_path='mmpretrain::resnet/resnet34_8xb32_in1k.py'),
     teacher_ckpt=teacher_ckpt,
-    # 4 stages + pooled: 64,128,256,512,512 on both sides, mid 512
-    connector=dict(type='ABFConnector'),
-    distill_loss=dict(type='HCLLoss'),
     loss_weight=1.0,
-    warmup_epochs=0,  # no warm-up on ImageNet
-    # torchvision-style ResNets: post-ReLU stage outputs on both sides
-    student_feats=dict(preact=False),
-    teacher_feats=dict(preact=False),
     infer_input_shape=(3, 224, 224))
