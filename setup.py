@@ -81,17 +81,19 @@ if __name__ == '__main__':
         keywords='knowledge distillation, ReviewKD, OpenMMLab',
         packages=find_packages(exclude=('configs', 'tools', 'tests')),
         include_package_data=True,
-        package_data={
-            'mmreviewkd':
-            ['.mim/**/*', '.mim/*', 'models/connectors/csrc/*.cpp']
-        },
+        package_data={'mmreviewkd': ['.mim/**/*', '.mim/*']},
         python_requires='>=3.8',
         license='Apache License 2.0',
+        # No torch / torchvision / mmcv here: `pip install -e .` must not
+        # replace a cluster's torch build nor compile mmcv over an installed
+        # mmcv or mmcv-lite. mmcv comes with the "mim" extra (or `mim
+        # install`), mmdet with "det"; requirements/tested/ has the exact
+        # stacks tools/setup_env.sh builds.
         install_requires=parse_requirements('requirements/runtime.txt'),
         extras_require={
-            'all': parse_requirements('requirements.txt') +
-            parse_requirements('requirements/tests.txt'),
-            'tests': parse_requirements('requirements/tests.txt'),
             'mim': parse_requirements('requirements/mminstall.txt'),
+            'det': parse_requirements('requirements/det.txt'),
+            'tests': parse_requirements('requirements/tests.txt'),
+            'all': parse_requirements('requirements.txt'),
         },
         zip_safe=False)

@@ -10,12 +10,13 @@ More details can be found at
 https://mmengine.readthedocs.io/en/latest/advanced_tutorials/registry.html.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
-__all__ = ['MODELS', 'DATASETS', 'HOOKS', 'OPTIM_WRAPPERS']
+__all__ = ['MODELS', 'DATASETS', 'HOOKS', 'OPTIM_WRAPPERS', 'FUNCTIONS']
 
 # distiller, connectors, losses, CIFAR / ImageNet backbones
 MODELS = Registry(
@@ -31,3 +32,8 @@ OPTIM_WRAPPERS = Registry(
     'optim_wrapper',
     parent=MMENGINE_OPTIM_WRAPPERS,
     locations=['mmreviewkd.engine'])
+# DataLoader worker seeding (``worker_init_fn=dict(type=...)`` of a dataloader)
+FUNCTIONS = Registry(
+    'function',
+    parent=MMENGINE_FUNCTIONS,
+    locations=['mmreviewkd.datasets.worker_init'])

@@ -34,6 +34,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--verbose-log',
+        action='store_true',
+        help="MMEngine's full log: environment report, config, hook table "
+        '(also MMREVIEWKD_VERBOSE_LOG=1)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -43,8 +48,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    from mmreviewkd.utils.config_check import check_launcher
+    check_launcher(args.launcher)
+    # data_root=DIR reaches every dataloader (see apply_data_root)
+    from mmreviewkd.utils.config_check import apply_data_root
+    cfg = apply_data_root(cfg, args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -82,13 +90,16 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
 
+    from mmengine.model import is_model_wrapper
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     import mmreviewkd  # noqa: F401
     from mmreviewkd.utils import register_all_modules
+    from mmreviewkd.utils.checkpoint_check import load_checked
     from mmreviewkd.utils.checkpoint_io import checkpoint_problem
     from mmreviewkd.utils.config_check import load_config
+    from mmreviewkd.utils.distill_runtime import prepare_distill_runtime
     from mmreviewkd.utils.errors import CheckpointError
     register_all_modules(init_default_scope=False)
 
@@ -99,13 +110,28 @@ def main(argv: Optional[List[str]] = None) -> None:
                 CheckpointError
             raise error(
                 f'checkpoint {args.checkpoint!r} cannot be used: {problem}.')
-    cfg = merge_args(load_config(args.config), args)
-    # MMEngine's Runner, unless the config names its own (like mmdet's tools)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.test()
+    # a distiller config comes with its runtime prepared (the student's EMA
+    # averages the student only; see mmreviewkd.utils.distill_runtime)
+    cfg = prepare_distill_runtime(merge_args(load_config(args.config), args))
+    # The checkpoint is checked against the model and loaded strictly below,
+    # not by the Runner (which loads non-strictly). A distiller's teacher
+    # weights come from the checkpoint (or do not matter: evaluation uses
+    # the student), so its teacher_ckpt file is not needed.
+    cfg.load_from = None
+    if isinstance(cfg.get('model'), dict) and 'teacher_ckpt' in cfg.model:
+        cfg.model.teacher_ckpt = None
+    from mmreviewkd.utils.run_log import apply_log_policy, readable_runner_log
+    cfg = apply_log_policy(cfg, args.cfg_options, train=False)
+    with readable_runner_log(cfg, args.verbose_log):  # compact env/config
+        # MMEngine's Runner, unless the config names its own (like mmdet's)
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            runner = RUNNERS.build(cfg)
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        load_checked(model, args.checkpoint, runner.logger)
+        runner.test()
 
 
 def cli() -> int:

@@ -4,7 +4,10 @@
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
         [--resume [CKPT]] [--cfg-options k=v ...] [--launcher pytorch|slurm]
 
-MMEngine's ``Runner`` trains (or the config's ``runner_type``). Every config
+MMEngine's ``Runner`` trains (or the config's ``runner_type``). A ReviewKD
+config runs the student's runtime plus the distillation hooks
+(:func:`~mmreviewkd.utils.distill_runtime.prepare_distill_runtime`, applied
+when the config is loaded and again after ``--cfg-options``). Every config
 gets atomic checkpoint writes and RNG states in its checkpoints
 (:func:`add_crash_safety`); ``--resume`` without a path continues from the
 newest complete checkpoint of the work dir (:func:`resolve_resume`).
@@ -45,6 +48,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--no-persistent-workers',
         action='store_true',
         help='turn persistent_workers off in all dataloaders')
+    parser.add_argument(
+        '--verbose-log',
+        action='store_true',
+        help="MMEngine's full log: environment report, config, hook table "
+        '(also MMREVIEWKD_VERBOSE_LOG=1)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -89,8 +97,11 @@ def _amp_wrapper(optim_wrapper: dict) -> dict:
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command line into the config (OpenMMLab semantics)."""
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    from mmreviewkd.utils.config_check import check_launcher
+    check_launcher(args.launcher)
+    # data_root=DIR reaches every dataloader (see apply_data_root)
+    from mmreviewkd.utils.config_check import apply_data_root
+    cfg = apply_data_root(cfg, args.cfg_options)
 
     # work_dir: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:
@@ -134,10 +145,11 @@ def add_crash_safety(cfg: Config) -> Config:
       checkpoint. ``backend_args=None`` in the config keeps MMEngine's
       default backend.
     - ``custom_hooks`` without an ``RNGStateHook`` get
-      ``mmreviewkd.RNGStateHook`` (ReviewKD configs have it from
-      ``configs/_base_/reviewkd_runtime.py``; baselines get it here).
+      ``mmreviewkd.RNGStateHook`` (ReviewKD configs have it among their
+      distillation hooks; baselines and teachers get it here).
     """
     from mmreviewkd.utils.checkpoint_io import ATOMIC_BACKEND_ARGS, is_remote
+    from mmreviewkd.utils.distill_runtime import add_custom_hook
 
     default_hooks = cfg.get('default_hooks') or {}
     ckpt_hook = default_hooks.get('checkpoint')
@@ -146,12 +158,7 @@ def add_crash_safety(cfg: Config) -> Config:
             and not is_remote(ckpt_hook.get('out_dir') or ''):
         ckpt_hook['backend_args'] = dict(ATOMIC_BACKEND_ARGS)
 
-    custom_hooks = list(cfg.get('custom_hooks') or [])
-    if not any(
-            str(h.get('type', '')).split('.')[-1] == 'RNGStateHook'
-            for h in custom_hooks if isinstance(h, dict)):
-        custom_hooks.append(dict(type='mmreviewkd.RNGStateHook'))
-        cfg.custom_hooks = custom_hooks
+    add_custom_hook(cfg, dict(type='mmreviewkd.RNGStateHook'))
     return cfg
 
 
@@ -208,6 +215,56 @@ def resolve_resume(cfg: Config) -> Config:
     return cfg
 
 
+def read_checkpoint_to_load(cfg: Config) -> Optional[dict]:
+    """Read ``load_from`` (safely) before the Runner is built.
+
+    A student-only checkpoint given as ``load_from`` to a distiller config
+    is taken out of ``load_from``: :func:`check_checkpoint_to_load` makes it
+    the student's ``init_cfg`` instead (MMEngine would load it non-strictly
+    into the whole distiller, i.e. not at all).
+    """
+    from mmreviewkd.utils.checkpoint_check import (STUDENT, read_checkpoint,
+                                                   state_of)
+    from mmreviewkd.utils.checkpoint_io import is_remote
+
+    path = cfg.get('load_from')
+    if path is None or is_remote(path):
+        return None
+    what = 'the checkpoint to resume from' if cfg.get('resume') \
+        else 'load_from'
+    ckpt = read_checkpoint(path, what)
+    model_type = str((cfg.get('model') or {}).get('type', ''))
+    if not cfg.get('resume') and model_type.endswith('ReviewKDDistiller') \
+            and not any(k.startswith(STUDENT) for k in state_of(ckpt)):
+        cfg.load_from = None
+    return dict(path=path, ckpt=ckpt)
+
+
+def check_checkpoint_to_load(runner, cfg: Config,
+                             loaded: Optional[dict]) -> None:
+    """Check the checkpoint read by :func:`read_checkpoint_to_load` against
+    the built model before training starts: one to resume from must be a
+    training checkpoint of this model, one to load must fit the model key
+    by key (a student-only one: the distiller's student)."""
+    from mmengine.model import is_model_wrapper
+
+    from mmreviewkd.utils.checkpoint_check import (check_resume_checkpoint,
+                                                   fit_checkpoint)
+    if loaded is None:
+        return
+    path = loaded['path']
+    model = runner.model.module if is_model_wrapper(runner.model) \
+        else runner.model
+    if cfg.get('resume', False):
+        check_resume_checkpoint(model, path, loaded['ckpt'])
+        return
+    target, _, note = fit_checkpoint(model, loaded['ckpt'], path)
+    if target is not model:  # student-only: loaded when weights are set
+        target.init_cfg = dict(type='Pretrained', checkpoint=path)
+    runner.logger.info(note or f'load_from {path}: all keys match the '
+                       f'model.')
+
+
 def build_runner(cfg: Config):
     """MMEngine's ``Runner``, or the config's ``runner_type``."""
     from mmengine.registry import RUNNERS
@@ -226,13 +283,25 @@ def main(argv: Optional[List[str]] = None) -> None:
     register_all_modules(init_default_scope=False)
 
     from mmreviewkd.utils.config_check import load_config
-    cfg = load_config(args.config)
+    from mmreviewkd.utils.distill_runtime import prepare_distill_runtime
+    cfg = load_config(args.config)  # prepares a distiller config's runtime
     cfg = merge_args(cfg, args)
+    # again after --cfg-options (idempotent): custom_hooks=[...] on the
+    # command line keeps the distillation hooks and the teacher-free EMA
+    cfg = prepare_distill_runtime(cfg)
     cfg = add_crash_safety(cfg)
+    from mmreviewkd.utils.run_log import apply_log_policy, readable_runner_log
+    cfg = apply_log_policy(cfg, args.cfg_options, verbose=args.verbose_log)
+    from mmreviewkd.datasets.worker_init import add_worker_seed_hook
+    cfg = add_worker_seed_hook(cfg)  # exact resume with DataLoader workers
     cfg = resolve_resume(cfg)
 
-    runner = build_runner(cfg)
-    runner.train()
+    loaded = read_checkpoint_to_load(cfg)
+    with readable_runner_log(cfg, args.verbose_log):  # compact env/config
+        runner = build_runner(cfg)
+        check_checkpoint_to_load(runner, cfg, loaded)
+        del loaded
+        runner.train()
 
 
 def cli() -> int:

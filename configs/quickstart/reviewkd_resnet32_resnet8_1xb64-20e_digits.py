@@ -2,10 +2,7 @@
 # resnet8 student, with the CIFAR recipe's features, ABFs and HCL. The
 # teacher checkpoint is passed on the command line by tools/quickstart.py:
 #   --cfg-options model.teacher_ckpt=work_dirs/quickstart/teacher/epoch_20.pth
-_base_ = [
-    './resnet8_1xb64-20e_digits.py',
-    '../_base_/reviewkd_runtime.py',
-]
+_base_ = ['./resnet8_1xb64-20e_digits.py']
 
 model = dict(
     _delete_=True,

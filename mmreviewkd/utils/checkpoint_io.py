@@ -72,9 +72,15 @@ def atomic_write_bytes(data: bytes, filepath: Union[str, Path]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, filepath)
-    except BaseException:
+    except BaseException as e:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            # name the file: "No space left on device" alone does not
+            raise OSError(
+                e.errno, f'cannot write {filepath} ({len(data) / 2**20:.1f} '
+                f'MiB): {e.strerror}; free space or choose another '
+                f'work_dir') from e
         raise
     _fsync_dir(dirname)
 

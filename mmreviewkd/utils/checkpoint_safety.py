@@ -19,6 +19,7 @@ object, so the name ``builtins.getattr`` is bound to
 :func:`history_buffer_getattr` instead, which resolves exactly those public
 methods of ``HistoryBuffer`` and refuses everything else.
 """
+import _compat_pickle
 import pickle
 from typing import List
 
@@ -71,12 +72,67 @@ def checkpoint_safe_globals() -> List:
             ] + _numpy_globals()
 
 
+def _torch_loads_weights_only_by_default() -> bool:
+    """torch >= 2.6: ``torch.load`` defaults to ``weights_only=True`` and
+    ``add_safe_globals`` takes the ``(obj, 'module.name')`` entries used
+    above (torch 2.4/2.5 have ``add_safe_globals`` but would fail on those
+    entries at the next weights-only load; they also load unrestricted by
+    default, so MMEngine's resume needs no allow-list there)."""
+    from packaging.version import Version
+    return Version(torch.__version__.split('+')[0]) >= Version('2.6')
+
+
 def register_checkpoint_safe_globals() -> None:
     """Allow-list the types above for ``torch.load(weights_only=True)``.
 
-    Idempotent, and a no-op on torch versions without
-    ``torch.serialization.add_safe_globals`` (< 2.4).
+    Idempotent, and a no-op on torch < 2.6 (no ``add_safe_globals`` before
+    2.4, no ``(obj, name)`` entries and no weights-only default before 2.6).
     """
     add = getattr(torch.serialization, 'add_safe_globals', None)
-    if add is not None:
+    if add is not None and _torch_loads_weights_only_by_default():
         add(checkpoint_safe_globals())
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only torch's weights-only globals and
+    :func:`checkpoint_safe_globals` (torch < 2.6, which has no allow-list
+    for its own ``weights_only`` loader)."""
+
+    def find_class(self, module: str, name: str):
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        # protocol-2 pickles name Python 2 modules (``__builtin__``)
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name),
+                                                       (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        full = f'{module}.{name}'
+        allowed = _get_allowed_globals()
+        for entry in checkpoint_safe_globals():
+            obj, key = entry if isinstance(entry, tuple) else (
+                entry, f'{entry.__module__}.{entry.__qualname__}')
+            allowed[key] = obj
+        if full in allowed:
+            return allowed[full]
+        raise pickle.UnpicklingError(f'Unsupported global: GLOBAL {full}')
+
+
+class _RestrictedPickleModule:
+    """What ``torch.load(pickle_module=...)`` needs of a pickle module."""
+    __name__ = 'mmreviewkd_restricted_pickle'
+    Unpickler = _RestrictedUnpickler
+    load = staticmethod(lambda f, **kw: _RestrictedUnpickler(f, **kw).load())
+
+
+def safe_load(filename: str) -> object:
+    """``torch.load`` on CPU that never runs arbitrary pickled code: only
+    tensors, containers of plain values and the MMEngine checkpoint types of
+    :func:`checkpoint_safe_globals` are read; anything else raises
+    ``pickle.UnpicklingError('... Unsupported global: GLOBAL <name>')``."""
+    if _torch_loads_weights_only_by_default():
+        register_checkpoint_safe_globals()
+        return torch.load(filename, map_location='cpu', weights_only=True)
+    return torch.load(
+        filename,
+        map_location='cpu',
+        weights_only=False,
+        pickle_module=_RestrictedPickleModule)

@@ -9,6 +9,8 @@ Any other exception is a bug or an environment failure (NCCL, out of
 memory, ...): its traceback is printed, followed by a one-line summary.
 ``MMREVIEWKD_DEBUG=1`` lets every exception through unchanged.
 """
+import errno
+import json
 import os
 import re
 import sys
@@ -18,6 +20,9 @@ from typing import Callable, Optional, TextIO
 from .errors import UserError
 
 DEBUG_ENV = 'MMREVIEWKD_DEBUG'
+
+# a disk that is full or read-only: the message names the file
+_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 # MMEngine's builder may prefix errors with "class `X` in pkg/mod.py: "
 _BUILD_PREFIX = re.compile(r'class `[\w.]+` in [\w/.\\-]+\.py: ')
@@ -45,12 +50,34 @@ def is_user_error(exc: BaseException) -> bool:
     worker).
     """
     if isinstance(exc, (UserError, FileNotFoundError, IsADirectoryError,
-                        NotADirectoryError, PermissionError)):
+                        NotADirectoryError, PermissionError,
+                        json.JSONDecodeError)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _FULL_OR_READ_ONLY:
         return True
     message = _message(exc)
     if isinstance(exc, KeyError) and ' registry' in message:
         return True
     return 'failed to load image' in message
+
+
+def _json_error_message(exc: json.JSONDecodeError) -> str:
+    """Name the JSON file being read (an annotation file, usually): the
+    frame that opened it has it in a local variable."""
+    filename = None
+    tb = exc.__traceback__
+    while tb is not None:
+        for name in ('annotation_file', 'ann_file', 'file', 'filepath',
+                     'filename', 'path'):
+            value = tb.tb_frame.f_locals.get(name)
+            if isinstance(value, str) and value.endswith('.json'):
+                filename = value
+        tb = tb.tb_next
+    what = f'the JSON file {filename!r}' if filename else 'a JSON file'
+    state = 'is empty' if exc.doc.strip() == '' else \
+        f'is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})'
+    return (f'{what} {state}; check the annotation file (e.g. COCO '
+            f'instances_*.json) that the config names.')
 
 
 def format_error(exc: BaseException) -> str:
@@ -63,6 +90,8 @@ def format_error(exc: BaseException) -> str:
     - only the first line of a multi-line message is kept;
     - anything but bad input is prefixed with its type.
     """
+    if isinstance(exc, json.JSONDecodeError):
+        return _json_error_message(exc)
     message = _message(exc)
     if 'Original Traceback' in message:
         lines = [line for line in message.splitlines() if line.strip()]

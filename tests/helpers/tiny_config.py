@@ -1,17 +1,16 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
 """A tiny ReviewKD config (CIFAR resnet14 -> resnet8 on a fake CIFAR) for
-end-to-end tests of the runtime: it inherits the shipped
-``configs/_base_/reviewkd_runtime.py``, so the custom hooks of every
-ReviewKD config are what runs, and imports the test-only hooks and loss of
-``tests/helpers`` (kill, NaN injection, per-rank state dump)."""
-import os.path as osp
+end-to-end tests of the runtime. Like every shipped ReviewKD config it names
+no distillation hooks: loading it (``load_config``, hence ``tools/train.py``
+and ``tools/test.py``) appends the hooks of
+:data:`mmreviewkd.utils.distill_runtime.DISTILL_HOOKS` to its
+``custom_hooks``, so the hooks every ReviewKD config gets are what runs. It
+imports the test-only hooks and loss of ``tests/helpers`` (kill, NaN
+injection, per-rank state dump)."""
 from typing import Optional, Sequence
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-RUNTIME_CFG = osp.join(ROOT, 'configs', '_base_', 'reviewkd_runtime.py')
-
 _TEMPLATE = '''
-_base_ = ['mmpretrain::_base_/default_runtime.py', r'{runtime}']
+_base_ = 'mmpretrain::_base_/default_runtime.py'
 custom_imports = dict(
     imports=['helpers.kill_hook', 'helpers.nan_loss',
              'helpers.rank_dump_hook'],
@@ -79,7 +78,6 @@ log_processor = dict(window_size=1)
 randomness = dict(seed=0, deterministic=True)
 '''
 
-
 # Distributed training on CPU with MMEngine's Runner: the gloo backend, and
 # DDP without device ids (MMEngine passes [LOCAL_RANK], which PyTorch rejects
 # for a CPU module; None is also valid for a module on one GPU). The
@@ -108,9 +106,12 @@ def tiny_distill_config(data_root: str,
         data_root (str): A folder written by :func:`make_cifar100`.
         teacher_ckpt (str, optional): Teacher weights; None trains against a
             randomly initialised teacher.
-        extra_hooks (Sequence[dict]): Appended to the ``custom_hooks``.
-        custom_hooks (Sequence[dict], optional): Replace the ``custom_hooks``
-            of ``reviewkd_runtime.py``.
+        extra_hooks (Sequence[dict]): The config's own ``custom_hooks``
+            (the distillation hooks are appended when it is loaded).
+        custom_hooks (Sequence[dict], optional): Also written to the
+            config's ``custom_hooks``, before ``extra_hooks``; a listed
+            distillation hook (e.g. ``NonFiniteLossHook(action='skip')``)
+            replaces the default one of its type.
         distill_loss (dict, optional): Defaults to ``dict(type='HCLLoss')``.
         num_classes (int): Classes of the fake dataset.
         batch_size (int): Per-process batch size.
@@ -119,7 +120,6 @@ def tiny_distill_config(data_root: str,
         cpu_ddp (bool): Add :data:`CPU_DDP_CFG` (distributed runs on CPU).
     """
     text = _TEMPLATE.format(
-        runtime=RUNTIME_CFG,
         data_root=data_root,
         teacher_ckpt=teacher_ckpt,
         distill_loss=distill_loss or dict(type='HCLLoss'),
@@ -127,12 +127,9 @@ def tiny_distill_config(data_root: str,
         batch_size=batch_size,
         warmup_epochs=warmup_epochs,
         max_epochs=max_epochs)
-    if extra_hooks or custom_hooks is not None:
-        if custom_hooks is None:
-            from mmengine.config import Config
-            custom_hooks = Config.fromfile(RUNTIME_CFG).custom_hooks
-        hooks = [dict(h) for h in custom_hooks]
-        hooks += [dict(h) for h in extra_hooks]
+    hooks = [dict(h) for h in custom_hooks or ()]
+    hooks += [dict(h) for h in extra_hooks]
+    if hooks:
         text += f'\ncustom_hooks = {hooks!r}\n'
     if cpu_ddp:
         text += CPU_DDP_CFG

@@ -213,9 +213,11 @@ def test_cli_debug_env_shows_the_traceback(cli_results):
 # ------------------------------------------------------------- in-process
 @pytest.mark.parametrize('kwargs,error,match', [
     (dict(
-        student_feats=dict(
-            points=['backbone.layer1', 'backbone.layer2'], pooled='neck')),
-     ValueError, 'the student gives 3 feature levels but the teacher 4'),
+        student_feats=dict(points=[
+            'backbone.layer1.0', 'backbone.layer1', 'backbone.layer2',
+            'backbone.layer3'
+        ])), ValueError, r'the student gives 5 feature levels but the teacher '
+     r'4, and pairing them by stride .* fails \(s1: 2 student and 1 teacher'),
     (dict(
         student=classifier(8, 'CifarVGG', 512),
         teacher=classifier(13, 'CifarVGG', 512),

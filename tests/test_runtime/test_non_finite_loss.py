@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.config import Config
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import OptimWrapper
 
 from helpers.fake_data import make_cifar100
-from helpers.tiny_config import RUNTIME_CFG, tiny_distill_config
+from helpers.tiny_config import tiny_distill_config
 from helpers.tool_runner import logged_scalars, run_tool
 from mmreviewkd.engine.hooks import NonFiniteLossError, NonFiniteLossHook
+from mmreviewkd.utils.distill_runtime import DISTILL_HOOKS
 
 # 0-based iteration 5 = 2nd iteration of epoch 2 (4 iterations per epoch;
 # epoch 1 has warm-up factor 0, so the feature loss is not computed there)
@@ -24,7 +24,7 @@ NAN_LOSS = dict(type='NonFiniteInjectLoss', at_iters=[5], value='nan')
 
 
 def test_reviewkd_runtime_enables_the_hook_by_default():
-    hooks = Config.fromfile(RUNTIME_CFG).custom_hooks
+    hooks = DISTILL_HOOKS
     assert dict(type='mmreviewkd.NonFiniteLossHook', action='stop') in hooks
 
 
@@ -61,7 +61,7 @@ def test_nan_distillation_loss_stops_training_in_one_line(data_root, tmp_path):
 @pytest.mark.slow
 def test_skip_mode_skips_the_step_and_training_goes_on(data_root, tmp_path):
     hooks = [
-        dict(h) for h in Config.fromfile(RUNTIME_CFG).custom_hooks
+        dict(h) for h in DISTILL_HOOKS
         if 'NonFiniteLossHook' not in h['type']
     ] + [dict(type='mmreviewkd.NonFiniteLossHook', action='skip')]
     config = tmp_path / 'nan_skip.py'
@@ -111,9 +111,10 @@ def fake_runner(tmp_path, model, optim_wrapper, name):
         logger=MMLogger.get_instance(name))
 
 
-def train_iter(hook, runner, loss_scale=1.0, extra_outputs=None):
+def train_iter(hook, runner, loss_scale=1.0, extra_outputs=None,
+               data_batch=None):
     """One iteration the way MMEngine runs it, with the hook around it."""
-    hook.before_train_iter(runner, 0)
+    hook.before_train_iter(runner, 0, data_batch)
     x = torch.randn(8, 4)
     out = runner.model(x)
     loss_task = out.pow(2).mean()
@@ -125,7 +126,7 @@ def train_iter(hook, runner, loss_scale=1.0, extra_outputs=None):
         loss_hcl=loss_hcl.detach(),
         distill_weight=torch.tensor(1.0))
     outputs.update(extra_outputs or {})
-    hook.after_train_iter(runner, 0, outputs=outputs)
+    hook.after_train_iter(runner, 0, data_batch, outputs=outputs)
     runner.iter += 1
 
 
@@ -223,3 +224,26 @@ def test_bad_hook_arguments():
         NonFiniteLossHook(action='ignore')
     with pytest.raises(ValueError, match='max_consecutive_skips'):
         NonFiniteLossHook(action='skip', max_consecutive_skips=0)
+
+
+def test_nan_in_the_input_batch_is_blamed_before_the_losses(tmp_path):
+    """NaN images make every loss NaN (also loss_hcl x 0 in the warm-up):
+    the message names the data and the iteration, not the learning rate."""
+    hook, runner = make(tmp_path, 'nf_data')
+    images = [torch.rand(3, 4, 4) for _ in range(4)]
+    images[2][0, 1, 1] = float('nan')
+    nan = torch.tensor(float('nan'))
+    with pytest.raises(NonFiniteLossError) as info:
+        train_iter(
+            hook,
+            runner,
+            extra_outputs={'student.loss': nan, 'loss_hcl': nan, 'loss': nan},
+            data_batch=dict(inputs=images))
+    message = str(info.value)
+    assert message.startswith(
+        'non-finite loss at iteration 1 (epoch 1): the input batch itself '
+        'holds NaN/inf values (1 of 4 samples)')
+    assert 'Fix the data' in message and 'learning rate or' not in message
+    # integer (uint8) images cannot hold NaN: the losses are named
+    assert NonFiniteLossHook.non_finite_inputs(
+        dict(inputs=[torch.zeros(3, 2, 2, dtype=torch.uint8)])) is None

@@ -15,6 +15,11 @@ import torch
 
 from helpers import make_cifar100
 
+# weights-only loading by default (and its allow-list): torch >= 2.6
+TORCH_2_6 = pytest.mark.skipif(
+    tuple(int(x) for x in torch.__version__.split('.')[:2]) < (2, 6),
+    reason='torch < 2.6 loads unrestricted by default; safe_load covers it')
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 CONFIG = '''
@@ -112,6 +117,7 @@ def test_resume_round_trip(tmp_path):
     assert ck_part['optimizer']['param_groups'][0]['lr'] == pytest.approx(0.01)
 
 
+@TORCH_2_6
 def test_weights_only_load_of_an_mmengine_checkpoint_is_allow_listed(
         tmp_path):
     """The message-hub state of a checkpoint needs only allow-listed types
@@ -141,6 +147,7 @@ def test_weights_only_load_of_an_mmengine_checkpoint_is_allow_listed(
     ]
 
 
+@TORCH_2_6
 def test_arbitrary_pickles_stay_blocked(tmp_path):
     import mmreviewkd  # noqa: F401
 
@@ -153,6 +160,32 @@ def test_arbitrary_pickles_stay_blocked(tmp_path):
     torch.save({'x': Evil()}, path)
     with pytest.raises(Exception, match='Unsupported global|weights_only'):
         torch.load(path)
+
+
+def test_safe_load_reads_mmengine_checkpoints_and_blocks_pickles(tmp_path):
+    """Every torch version: mmreviewkd's own reads (teacher, test, resume
+    and extract checks) go through safe_load."""
+    import numpy as np
+    from mmengine.logging import MessageHub
+
+    from mmreviewkd.utils.checkpoint_safety import safe_load
+    hub = MessageHub.get_instance('safe_load_test')
+    hub.update_scalar('train/loss', 1.5)
+    hub.update_info('arr', np.arange(3))
+    path = tmp_path / 'ck.pth'
+    torch.save({'message_hub': hub.state_dict(), 'state_dict': {}}, path)
+    loaded = safe_load(str(path))
+    assert loaded['message_hub']['log_scalars']['train/loss'].current() == \
+        1.5
+
+    class Evil:
+
+        def __reduce__(self):
+            return (print, ('pwned', ))
+
+    torch.save({'x': Evil()}, path)
+    with pytest.raises(Exception, match='Unsupported global'):
+        safe_load(str(path))
 
 
 def test_restricted_getattr_refuses_other_attributes():

@@ -88,7 +88,11 @@ def test_amp_picks_a_wrapper_for_the_device():
     assert cfg.optim_wrapper.optimizer.lr == 0.1
 
 
-def test_auto_scale_lr_cfg_options_launcher():
+def test_auto_scale_lr_cfg_options_launcher(monkeypatch):
+    # what srun sets (--launcher slurm without it is a one-line error)
+    for name, value in (('SLURM_PROCID', '0'), ('SLURM_NTASKS', '1'),
+                        ('SLURM_NODELIST', 'node1')):
+        monkeypatch.setenv(name, value)
     args = train.parse_args([
         'c.py', '--auto-scale-lr', '--launcher', 'slurm', '--cfg-options',
         'optim_wrapper.optimizer.lr=0.5', 'train_dataloader.batch_size=7',

@@ -21,8 +21,8 @@ TINY_RESNET = dict(
 
 
 def test_registries_are_children_of_mmengine_with_locations():
-    assert sorted(reg.__all__) == ['DATASETS', 'HOOKS', 'MODELS',
-                                   'OPTIM_WRAPPERS']  # only those used
+    assert sorted(reg.__all__) == ['DATASETS', 'FUNCTIONS', 'HOOKS',
+                                   'MODELS', 'OPTIM_WRAPPERS']  # those used
     for name in reg.__all__:
         registry = getattr(reg, name)
         assert registry.scope == 'mmreviewkd'

@@ -29,7 +29,8 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(
+    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):
@@ -171,8 +172,10 @@ def main(argv=None):
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     device_type = 'cuda' if device.startswith('cuda') else 'cpu'
     amp_dtype = torch.float16 if device_type == 'cuda' else torch.bfloat16
-    scaler = torch.amp.GradScaler(
-        'cuda', enabled=args.amp and device_type == 'cuda')
+    use_scaler = args.amp and device_type == 'cuda'
+    scaler = torch.amp.GradScaler('cuda', enabled=use_scaler) if hasattr(
+        torch.amp, 'GradScaler') else torch.cuda.amp.GradScaler(
+            enabled=use_scaler)  # torch < 2.3
     distiller, cfg = build_distiller(args)
     distiller.to(device).train()
     is_det = not (hasattr(distiller.student, 'head')

@@ -13,7 +13,8 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+sys.path.insert(
+    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):
@@ -26,22 +27,40 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    import io
+
     import torch
 
-    import mmreviewkd  # noqa: F401  (allow-lists MMEngine checkpoint types)
+    import mmreviewkd  # noqa: F401
     from mmreviewkd.models.utils import export_student
-    if not osp.isfile(args.src):
-        sys.exit(f'error: checkpoint {args.src!r} does not exist.')
-    ckpt = torch.load(args.src, map_location='cpu')
-    try:
-        out = export_student(ckpt)
-    except ValueError as e:
-        sys.exit(f'error: {args.src}: {e}')
-    torch.save(out, args.dst)
+    from mmreviewkd.utils.checkpoint_check import read_checkpoint
+    from mmreviewkd.utils.checkpoint_io import atomic_write_bytes
+    from mmreviewkd.utils.errors import ConfigError
+    if osp.abspath(args.src) == osp.abspath(args.dst):
+        raise ConfigError(f'extract_student: the output {args.dst!r} would '
+                          f'overwrite the input; give another file name.')
+    if osp.isdir(args.dst):
+        raise ConfigError(f'extract_student: the output {args.dst!r} is a '
+                          f'directory; give a file name (e.g. '
+                          f'{osp.join(args.dst, "student.pth")}).')
+    out = export_student(read_checkpoint(args.src))
+    buffer = io.BytesIO()
+    torch.save(out, buffer)
+    atomic_write_bytes(buffer.getvalue(), args.dst)
     n = sum(v.numel() for v in out['state_dict'].values())
     print(f'wrote {args.dst}: {len(out["state_dict"])} tensors, '
           f'{n / 1e6:.3f}M values (student only)')
 
 
+def cli() -> int:
+    """Bad input ends in one ``error:`` line, see ``tools/train.py``."""
+    try:
+        from mmreviewkd.utils.cli_errors import run_cli
+    except RuntimeError as e:  # `import mmreviewkd` checks dependency versions
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    return run_cli(main)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(cli())

@@ -17,3 +17,13 @@ model = dict(
         in_channels=1024,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, 5)))
+
+# Exact resume (README, "Interruption and resume"): workers seeded each epoch
+# from the main process's RNG, which the checkpoints store.
+# A last incomplete batch is dropped: a batch of one sample cannot be
+# batch-normalised at the pooled level (the distiller would skip its
+# distillation term).
+train_dataloader = dict(
+    drop_last=True,
+    persistent_workers=False,
+    worker_init_fn=dict(type='mmreviewkd.seed_worker_from_torch'))

@@ -1,9 +1,6 @@
 # ReviewKD on CIFAR-100: teacher resnet110 -> student resnet32. Data, schedule
 # and runtime come from the student's baseline config.
-_base_ = [
-    '../../baselines/cifar100/resnet32_8xb16-240e_cifar100.py',
-    '../../_base_/reviewkd_runtime.py',
-]
+_base_ = ['../../baselines/cifar100/resnet32_8xb16-240e_cifar100.py']
 
 # teacher: its baseline's last checkpoint, or the public RepDistiller file
 # converted with tools/model_converters/repdistiller_to_mmreviewkd.py

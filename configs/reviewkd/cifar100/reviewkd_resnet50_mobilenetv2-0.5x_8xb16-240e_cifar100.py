@@ -1,9 +1,6 @@
 # ReviewKD on CIFAR-100: teacher resnet50 -> student mobilenetv2-0.5x. Data,
 # schedule and runtime come from the student's baseline config.
-_base_ = [
-    '../../baselines/cifar100/mobilenetv2-0.5x_8xb16-240e_cifar100.py',
-    '../../_base_/reviewkd_runtime.py',
-]
+_base_ = ['../../baselines/cifar100/mobilenetv2-0.5x_8xb16-240e_cifar100.py']
 
 # lambda is not published for this pair; one public reproduction needed
 # 30: tune it. mmpretrain's ResNet_CIFAR has no pre-activation outputs,

@@ -1,9 +1,6 @@
 # ReviewKD on CIFAR-100: teacher vgg13-bn -> student mobilenetv2-0.5x. Data,
 # schedule and runtime come from the student's baseline config.
-_base_ = [
-    '../../baselines/cifar100/mobilenetv2-0.5x_8xb16-240e_cifar100.py',
-    '../../_base_/reviewkd_runtime.py',
-]
+_base_ = ['../../baselines/cifar100/mobilenetv2-0.5x_8xb16-240e_cifar100.py']
 
 # lambda is not published for this pair (the authors' code has no
 # VGG/MobileNetV2); 5.0 follows the other CIFAR pairs: tune it.

@@ -7,10 +7,7 @@
 # student (work_dir/student_final.pth) loads into it.
 # ReviewKD distils all FPN levels P2..P6 (256 channels, so ABF mid 256); the
 # teacher runs backbone + FPN only (no_grad, eval mode).
-_base_ = [
-    '../../baselines/coco/faster-rcnn_r18_fpn_4xb2-ms-180k_coco.py',
-    '../../_base_/reviewkd_runtime.py',
-]
+_base_ = ['../../baselines/coco/faster-rcnn_r18_fpn_4xb2-ms-180k_coco.py']
 
 # Teacher: mmdet model zoo, 41.8 box AP; config
 # mmdet::faster_rcnn/faster-rcnn_r101_fpn_ms-3x_coco.py.

@@ -11,7 +11,6 @@
 _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
     '../../_base_/common/ms-180k_coco.py',
-    '../../_base_/reviewkd_runtime.py',
 ]
 
 # Teacher: mmdet model zoo, 41.8 box AP; config

@@ -9,7 +9,6 @@
 # teacher runs backbone + FPN only (no_grad, eval mode).
 _base_ = [
     '../../baselines/coco/faster-rcnn_mobilenetv2_fpn_4xb2-ms-180k_coco.py',
-    '../../_base_/reviewkd_runtime.py',
 ]
 
 # Teacher: mmdet model zoo, 40.3 box AP; config

@@ -7,10 +7,7 @@
 # student (work_dir/student_final.pth) loads into it.
 # ReviewKD distils all FPN levels P2..P6 (256 channels, so ABF mid 256); the
 # teacher runs backbone + FPN only (no_grad, eval mode).
-_base_ = [
-    '../../baselines/coco/mask-rcnn_r18_fpn_4xb2-ms-poly-180k_coco.py',
-    '../../_base_/reviewkd_runtime.py',
-]
+_base_ = ['../../baselines/coco/mask-rcnn_r18_fpn_4xb2-ms-poly-180k_coco.py']
 
 # Teacher: mmdet model zoo, 42.7 box / 38.5 mask AP; config
 # mmdet::mask_rcnn/mask-rcnn_r101_fpn_ms-poly-3x_coco.py.

@@ -11,7 +11,6 @@
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../../_base_/common/ms-poly-180k_coco-instance.py',
-    '../../_base_/reviewkd_runtime.py',
 ]
 
 # Teacher: mmdet model zoo, 42.7 box / 38.5 mask AP; config

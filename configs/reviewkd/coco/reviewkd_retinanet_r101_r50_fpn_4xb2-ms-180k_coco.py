@@ -12,7 +12,6 @@
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',
     '../../_base_/common/ms-180k_coco.py',
-    '../../_base_/reviewkd_runtime.py',
 ]
 
 # Teacher: mmdet model zoo, 41.0 box AP, mmdet's best R101 RetinaNet; config

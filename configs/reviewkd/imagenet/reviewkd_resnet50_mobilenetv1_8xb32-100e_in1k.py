@@ -4,10 +4,7 @@
 # Student data, schedule (100 epochs, lr 0.1, wd 1e-4, x0.1 at 30/60/90,
 # batch 8 x 32 = 256) and runtime come from our MobileNetV1 baseline, which
 # inherits mmpretrain's ImageNet bases. Data goes in data/imagenet.
-_base_ = [
-    '../../baselines/imagenet/mobilenetv1_8xb32-100e_in1k.py',
-    '../../_base_/reviewkd_runtime.py',
-]
+_base_ = ['../../baselines/imagenet/mobilenetv1_8xb32-100e_in1k.py']
 
 # The mmpretrain model-zoo teacher (76.55 top-1), downloaded by the user:
 # https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_8xb32_in1k_20210831-ea4938fc.pth

@@ -98,7 +98,7 @@ class NonFiniteLossHook(Hook):
         ]
         if not grads:
             return None
-        norm = torch.nn.utils.get_total_norm(grads, norm_type=math.inf)
+        norm = torch.stack([g.detach().abs().max() for g in grads]).max()
         if bool(torch.isfinite(norm)):
             return None
         for group in optimizer.param_groups:
@@ -142,6 +142,21 @@ class NonFiniteLossHook(Hook):
         return bad
 
     @staticmethod
+    def non_finite_inputs(data_batch) -> Optional[str]:
+        """How many samples of the batch's (floating point) inputs hold
+        NaN/inf, e.g. ``'2 of 8 samples'``; None if none do."""
+        inputs = data_batch.get('inputs') if isinstance(data_batch,
+                                                        dict) else None
+        if isinstance(inputs, torch.Tensor):
+            inputs = list(inputs)
+        samples = [
+            x for x in (inputs or [])
+            if isinstance(x, torch.Tensor) and x.is_floating_point()
+        ]
+        bad = sum(not bool(torch.isfinite(x).all()) for x in samples)
+        return f'{bad} of {len(inputs)} samples' if bad else None
+
+    @staticmethod
     def last_checkpoint(runner) -> Optional[str]:
         """The newest checkpoint saved by ``CheckpointHook``, if any."""
         path = runner.message_hub.get_info('last_ckpt')
@@ -165,7 +180,12 @@ class NonFiniteLossHook(Hook):
             self._saved_buffers = []
             return
         iteration, epoch = runner.iter + 1, runner.epoch + 1
-        if bad:
+        bad_inputs = self.non_finite_inputs(data_batch)
+        if bad_inputs:  # blame the data, not the losses computed from it
+            terms = (f'the input batch itself holds NaN/inf values '
+                     f'({bad_inputs}); check the dataset files and '
+                     f'transforms, not the learning rate')
+        elif bad:
             terms = ', '.join(f'{k}={v}' for k, v in bad.items())
         elif self._step_skipped:
             terms = 'finite losses but non-finite gradients'
@@ -190,8 +210,10 @@ class NonFiniteLossHook(Hook):
         ckpt = self.last_checkpoint(runner)
         advice = (f'then resume with `tools/train.py CONFIG --resume {ckpt}`'
                   if ckpt else 'then train again')
+        fix = 'Fix the data' if bad_inputs else (
+            'Lower the learning rate or the loss weights (or use '
+            'NonFiniteLossHook(action="skip"))')
         raise NonFiniteLossError(
             f'non-finite loss {where}: {terms}. Training stopped; last good '
-            f'checkpoint: {ckpt or "none (none was saved yet)"}. Lower the '
-            f'learning rate or the loss weights (or use NonFiniteLossHook('
-            f'action="skip")), {advice}.')
+            f'checkpoint: {ckpt or "none (none was saved yet)"}. {fix}, '
+            f'{advice}.')

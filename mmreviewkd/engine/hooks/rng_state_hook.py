@@ -76,8 +76,8 @@ class RNGStateHook(Hook):
     has its own states but the checkpoint holds the main process's only;
     they are not restored then (a warning says so).
 
-    ``configs/_base_/reviewkd_runtime.py`` enables it; ``tools/train.py``
-    adds it to configs that do not.
+    Every ReviewKD config gets it (``mmreviewkd.utils.distill_runtime``);
+    ``tools/train.py`` adds it to every other config.
     """
 
     # restore before any other hook's before_train

@@ -2,7 +2,7 @@
 import os.path as osp
 
 from mmengine.dist import is_main_process
-from mmengine.hooks import Hook
+from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
 
@@ -20,7 +20,8 @@ class StudentExportHook(Hook):
     student's plain mmpretrain/mmdet config (``tools/test.py STUDENT_CONFIG
     work_dir/student_final.pth``). Use
     ``tools/model_converters/extract_student.py`` for other checkpoints (e.g.
-    the best one).
+    the best one). With an EMA hook (``DistillerEMAHook``) the averaged
+    student is exported, as the runner's checkpoints hold it.
 
     Args:
         filename (str): File name inside the work dir.
@@ -46,8 +47,14 @@ class StudentExportHook(Hook):
             runner.message_hub.get_info('dataset_meta', None)
         if dataset_meta is not None:
             meta['dataset_meta'] = dataset_meta
+        state = dict(state_dict=model.state_dict())
+        for hook in runner.hooks:
+            if isinstance(hook, EMAHook) and hasattr(hook, 'ema_model'):
+                # the averaged weights, the way EMAHook puts them into every
+                # checkpoint's state_dict
+                hook.before_save_checkpoint(runner, state)
         ckpt = export_student(
-            dict(state_dict=weights_to_cpu(model.state_dict())), meta=meta)
+            dict(state_dict=weights_to_cpu(state['state_dict'])), meta=meta)
         path = osp.join(runner.work_dir, self.filename)
         # atomic: a kill during the save never leaves a truncated file
         save_checkpoint(ckpt, path, backend_args=dict(ATOMIC_BACKEND_ARGS))

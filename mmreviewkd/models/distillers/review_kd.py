@@ -13,7 +13,6 @@ One training step::
 import copy
 import inspect
 import logging
-import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -21,14 +20,17 @@ import torch.nn as nn
 from mmengine.config import ConfigDict
 from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
-from mmengine.runner.checkpoint import _load_checkpoint
 from mmengine.structures import BaseDataElement
 
 from mmreviewkd.registry import MODELS
+from mmreviewkd.utils.checkpoint_check import (key_mismatch, read_checkpoint,
+                                               state_of)
 from mmreviewkd.utils.config_check import load_config
 from mmreviewkd.utils.errors import CheckpointError, ConfigError
 
-from .feature_tap import FeatureTap, resolve_feature_points
+from .feature_tap import FeatureTap, build_feature_tap
+from .level_pairing import Level, LevelPairing
+from .stage_discovery import dummy_forward_error
 from .teacher_input import TeacherRenormalizer
 
 ModelCfg = Union[dict, str, ConfigDict]
@@ -79,67 +81,26 @@ def build_model_from_ref(cfg: ModelCfg, who: str) -> nn.Module:
             f'"mmdet.FasterRCNN", or add _scope_="mmpretrain").') from None
 
 
-def _strip_prefix(state: dict, prefixes: Sequence[str]) -> dict:
-    for prefix in prefixes:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
 def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
     """Load ``filename`` into ``teacher`` strictly, or fail with one line.
 
     Accepts plain state dicts, MMEngine checkpoints (``state_dict`` key),
     DDP ``module.`` prefixes, and ReviewKD distiller checkpoints, whose
-    ``student.`` part (a distilled student) is used.
+    ``student.`` part (a distilled student) is used. The file is read
+    without running pickled code (see :func:`read_checkpoint`).
     """
-    if '://' not in filename and not osp.isfile(filename):
-        raise FileNotFoundError(
-            f'ReviewKDDistiller: teacher_ckpt {filename!r} does not exist; '
-            f'put the teacher checkpoint there (see README "Data and '
-            f'checkpoints") or fix teacher_ckpt in the config.')
-    try:
-        ckpt = _load_checkpoint(filename, map_location='cpu')
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(
-            f'ReviewKDDistiller: cannot read teacher_ckpt {filename!r} '
-            f'({type(e).__name__}: {str(e).splitlines()[0][:200]}); the '
-            f'file is truncated or not a PyTorch checkpoint.') from None
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f'ReviewKDDistiller: teacher_ckpt '
-                              f'{filename!r} holds no state dict.')
-    state = _strip_prefix(dict(state), ('module.', ))
+    state = state_of(read_checkpoint(filename, 'teacher_ckpt'))
     if any(k.startswith('student.') for k in state):
         state = {
             k[len('student.'):]: v
             for k, v in state.items() if k.startswith('student.')
         }
-    own = teacher.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong_shape = sorted(
-        k for k in set(own) & set(state)
-        if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong_shape:
-
-        def few(keys):
-            return ', '.join(keys[:4]) + (
-                f' (+{len(keys) - 4} more)' if len(keys) > 4 else '')
-
-        parts = []
-        if missing:
-            parts.append(f'{len(missing)} missing keys: {few(missing)}')
-        if unexpected:
-            parts.append(f'{len(unexpected)} unexpected keys: '
-                         f'{few(unexpected)}')
-        if wrong_shape:
-            parts.append(f'{len(wrong_shape)} keys with other shapes: '
-                         f'{few(wrong_shape)}')
+    problem = key_mismatch(teacher.state_dict(), state)
+    if problem is not None:
         raise CheckpointError(
             f'ReviewKDDistiller: teacher_ckpt {filename!r} does not match the '
-            f'teacher model ({"; ".join(parts)}); check that the checkpoint '
-            f'and the teacher config are the same architecture.')
+            f'teacher model ({problem}); check that the checkpoint and the '
+            f'teacher config are the same architecture.')
     teacher.load_state_dict(state, strict=True)
     print_log(f'Loaded teacher weights from {filename}', logger='current')
 
@@ -147,6 +108,14 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
 @MODELS.register_module()
 class ReviewKDDistiller(BaseModel):
     """Knowledge review distillation (ReviewKD, CVPR 2021).
+
+    Hooks written for the student work on the distiller: an attribute the
+    distiller does not have (``bbox_head``, ``head``, ``backbone``, ...) is
+    looked up on the student, so e.g. mmdet's ``YOLOXModeSwitchHook``
+    (``model.bbox_head.use_l1 = True``) switches the student. Names starting
+    with ``_`` are never forwarded, and the distiller's own attributes
+    (``student``, ``teacher``, ``connector``, ``data_preprocessor``, ...)
+    win.
 
     Args:
         student (dict | str): The student model: an inline model dict or a
@@ -276,50 +245,77 @@ class ReviewKDDistiller(BaseModel):
         cfg['data_preprocessor'] = data_preprocessor
         return cfg
 
-    @staticmethod
-    def _build_tap(model: nn.Module, feats_cfg: dict, who: str) -> FeatureTap:
-        feats_cfg = dict(feats_cfg or {})
-        unknown = set(feats_cfg) - {'preact', 'points', 'pooled'}
-        if unknown:
-            raise ConfigError(
-                f'ReviewKDDistiller: unknown keys {sorted(unknown)} in '
-                f'{who}_feats; use preact, points, pooled.')
-        preact = bool(feats_cfg.get('preact', False))
-        points = feats_cfg.get('points')
-        if points is None:
-            points, pooled = resolve_feature_points(model, preact, who)
-        else:
-            points = [(p, False) if isinstance(p, str) else tuple(p)
-                      for p in points]
-            pooled = None
-        pooled = feats_cfg.get('pooled', pooled)
-        return FeatureTap(model, points, pooled)
+    def _build_tap(self, model: nn.Module, feats_cfg: dict,
+                   who: str) -> FeatureTap:
+        """The tap of ``student_feats`` / ``teacher_feats`` (see
+        :func:`build_feature_tap`); stages of backbones we know nothing
+        about are discovered with a dummy forward of
+        ``infer_input_shape``."""
+        return build_feature_tap(model, feats_cfg, who,
+                                 self.infer_input_shape)
 
     @torch.no_grad()
     def infer_feature_shapes(
         self, input_shape: Sequence[int]
     ) -> Tuple[List[torch.Size], List[torch.Size]]:
-        """Run both models once on zeros (eval mode) to read feature shapes."""
+        """Run both models once on zeros (eval mode) to read feature shapes.
+
+        When the two give different numbers of levels, the levels are paired
+        by stride (:class:`LevelPairing`), the taps keep only the paired
+        levels (dropped ones are not read during training) and one line
+        says what was paired and dropped. The pairing found at build time
+        is kept as ``level_pairing`` (see :meth:`describe_levels`).
+
+        Returns:
+            tuple[list[torch.Size], list[torch.Size]]: Shapes of the paired
+            student and teacher levels, shallow to deep.
+        """
         dummy = torch.zeros(1, *input_shape)
-        shapes = []
+        levels, shapes = [], []
         for who, model, tap in (('student', self.student, self.student_tap),
                                 ('teacher', self.teacher, self.teacher_tap)):
             was_training = model.training
             model.eval()
             try:
                 model.extract_feat(dummy)
-                feats = tap.pop()
             except Exception as e:
                 tap.clear()
-                raise ConfigError(
-                    f'ReviewKDDistiller: the {who} failed a dummy forward of '
-                    f'shape {tuple(dummy.shape)} ({type(e).__name__}: '
-                    f'{str(e).splitlines()[0][:200]}); set infer_input_shape '
-                    f'to an input size the model accepts.') from None
+                raise dummy_forward_error(who, dummy.shape, e) from None
             finally:
                 model.train(was_training)
+            feats = tap.pop()
             shapes.append([f.shape for f in feats])
-        return shapes[0], shapes[1]
+            levels.append(self._levels(tap, feats))
+        pairing = LevelPairing.pair(*levels, tuple(input_shape[-2:]))
+        if any(pairing.dropped):
+            self.student_tap = self.student_tap.subset(pairing.student_keep)
+            self.teacher_tap = self.teacher_tap.subset(pairing.teacher_keep)
+            print_log(pairing.summary(), logger='current')
+        if self.__dict__.get('level_pairing') is None:
+            self.level_pairing = pairing
+        return ([shapes[0][i] for i in pairing.student_keep],
+                [shapes[1][i] for i in pairing.teacher_keep])
+
+    @staticmethod
+    def _levels(tap: FeatureTap, feats: List[torch.Tensor]) -> List[Level]:
+        """Name, channels and size of each level of the last ``pop``."""
+        return [
+            Level(name, f.shape[1], tuple(f.shape[-2:]), source[0] < 0)
+            for name, f, source in zip(tap.level_names, feats,
+                                       tap.level_sources)
+        ]
+
+    def describe_levels(self) -> str:
+        """A table of the distilled levels at ``infer_input_shape``: per
+        level the student and teacher modules, channels, stride and size,
+        the connector part (ABF index, whether it fuses, mid channels), and
+        the levels dropped by the stride pairing."""
+        if self.__dict__.get('level_pairing') is None:
+            self.infer_feature_shapes(self.infer_input_shape)
+        h, w = self.level_pairing.input_size
+        return (f'levels at input {h}x{w} (stride = input / map size), '
+                f'shallow to deep:\n'
+                f'{self.level_pairing.table(self.connector)}')
 
     def _connector_cfg(self, cfg: dict, s_shapes, t_shapes) -> dict:
         cfg = copy.deepcopy(dict(cfg))
@@ -327,7 +323,7 @@ class ReviewKDDistiller(BaseModel):
             raise ConfigError(
                 f'ReviewKDDistiller: the student gives {len(s_shapes)} feature'
                 f' levels but the teacher {len(t_shapes)}; they must pair up '
-                f'(set student_feats/teacher_feats points).')
+                f'(set student_feats/teacher_feats points, or pooled=None).')
         inferred = dict(
             in_channels=[s[1] for s in s_shapes],
             out_channels=[t[1] for t in t_shapes])
@@ -457,3 +453,25 @@ class ReviewKDDistiller(BaseModel):
         else:
             data = self.data_preprocessor(data, False)
         return self.teacher(**data, mode='predict')
+
+    def __getattr__(self, name: str):
+        """Attributes nn.Module does not resolve come from the student.
+
+        Student hooks (mode / pipeline switches, margin or recipe switches)
+        then work on the distiller unchanged. Private names (leading ``_``)
+        are never forwarded, nor is anything while the student is not built
+        yet.
+        """
+        try:
+            return super().__getattr__(name)
+        except AttributeError as error:
+            student = self.__dict__.get('_modules', {}).get('student')
+            if name.startswith('_') or student is None:
+                raise
+            try:
+                return getattr(student, name)
+            except AttributeError:
+                raise AttributeError(
+                    f"'{type(self).__name__}' object and its student "
+                    f"'{type(student).__name__}' have no attribute "
+                    f"'{name}'") from error
