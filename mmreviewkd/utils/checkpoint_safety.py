@@ -20,6 +20,7 @@ object, so the name ``builtins.getattr`` is bound to
 methods of ``HistoryBuffer`` and refuses everything else.
 """
 import _compat_pickle
+import codecs
 import pickle
 from typing import List
 
@@ -107,6 +108,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         full = f'{module}.{name}'
         allowed = _get_allowed_globals()
+        # numpy's array pickles encode their bytes this way (allowed by
+        # torch's own list only since 2.4)
+        allowed.setdefault('_codecs.encode', codecs.encode)
         for entry in checkpoint_safe_globals():
             obj, key = entry if isinstance(entry, tuple) else (
                 entry, f'{entry.__module__}.{entry.__qualname__}')
