@@ -14,6 +14,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
 from helpers.fake_data import make_cifar100
+from helpers.models import classifier
 from helpers.tiny_config import tiny_distill_config
 from helpers.tool_runner import ROOT, logged_scalars, run_tool
 from mmreviewkd.engine.optimizers import AutocastOptimWrapper
@@ -59,18 +60,6 @@ def test_amp_flag_picks_fp16_amp_optim_wrapper_on_gpu(monkeypatch):
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'  # fp16 by default
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
     assert 'dtype' not in cfg.optim_wrapper
-
-
-def classifier(depth):
-    return dict(
-        type='mmpretrain.ImageClassifier',
-        backbone=dict(type='mmreviewkd.CifarResNet', depth=depth),
-        neck=dict(type='mmpretrain.GlobalAveragePooling'),
-        head=dict(
-            type='mmpretrain.LinearClsHead',
-            num_classes=10,
-            in_channels=64,
-            loss=dict(type='mmpretrain.CrossEntropyLoss')))
 
 
 def test_teacher_runs_under_autocast_and_hcl_stays_fp32():

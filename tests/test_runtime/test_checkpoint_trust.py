@@ -14,6 +14,7 @@ import torch.nn as nn
 from mmengine.registry import DefaultScope
 
 from helpers.fake_data import make_cifar100
+from helpers.models import classifier
 from helpers.tiny_config import tiny_distill_config
 from helpers.tool_runner import run_tool
 from mmreviewkd.models import ReviewKDDistiller
@@ -24,18 +25,6 @@ from mmreviewkd.utils.checkpoint_check import (check_resume_checkpoint,
 from mmreviewkd.utils.cli_errors import run_cli
 from mmreviewkd.utils.config_check import check_launcher, load_config
 from mmreviewkd.utils.errors import CheckpointError, ConfigError
-
-
-def classifier(depth):
-    return dict(
-        type='mmpretrain.ImageClassifier',
-        backbone=dict(type='mmreviewkd.CifarResNet', depth=depth),
-        neck=dict(type='mmpretrain.GlobalAveragePooling'),
-        head=dict(
-            type='mmpretrain.LinearClsHead',
-            num_classes=10,
-            in_channels=64,
-            loss=dict(type='mmpretrain.CrossEntropyLoss')))
 
 
 def distiller(student=8, teacher=14):

@@ -19,6 +19,7 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 
 from helpers.fake_data import make_cifar100
+from helpers.models import classifier
 from helpers.tiny_config import tiny_distill_config
 from mmreviewkd.engine.hooks import DistillerEMAHook
 from mmreviewkd.models import ReviewKDDistiller
@@ -26,18 +27,6 @@ from mmreviewkd.models.utils import export_student
 from mmreviewkd.utils.config_check import load_config
 from mmreviewkd.utils.distill_runtime import (DISTILL_HOOKS,
                                               prepare_distill_runtime)
-
-
-def classifier(depth):
-    return dict(
-        type='mmpretrain.ImageClassifier',
-        backbone=dict(type='mmreviewkd.CifarResNet', depth=depth),
-        neck=dict(type='mmpretrain.GlobalAveragePooling'),
-        head=dict(
-            type='mmpretrain.LinearClsHead',
-            num_classes=10,
-            in_channels=64,
-            loss=dict(type='mmpretrain.CrossEntropyLoss')))
 
 
 def build_distiller():
