@@ -99,24 +99,26 @@ class _RestrictedUnpickler(pickle.Unpickler):
     :func:`checkpoint_safe_globals` (torch < 2.6, which has no allow-list
     for its own ``weights_only`` loader)."""
 
-    def find_class(self, module: str, name: str):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         from torch._weights_only_unpickler import _get_allowed_globals
+        self._allowed = _get_allowed_globals()
+        # numpy's array pickles encode their bytes this way (allowed by
+        # torch's own list only since 2.4)
+        self._allowed.setdefault('_codecs.encode', codecs.encode)
+        for entry in checkpoint_safe_globals():
+            obj, key = entry if isinstance(entry, tuple) else (
+                entry, f'{entry.__module__}.{entry.__qualname__}')
+            self._allowed[key] = obj
 
+    def find_class(self, module: str, name: str):
         # protocol-2 pickles name Python 2 modules (``__builtin__``)
         module, name = _compat_pickle.NAME_MAPPING.get((module, name),
                                                        (module, name))
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         full = f'{module}.{name}'
-        allowed = _get_allowed_globals()
-        # numpy's array pickles encode their bytes this way (allowed by
-        # torch's own list only since 2.4)
-        allowed.setdefault('_codecs.encode', codecs.encode)
-        for entry in checkpoint_safe_globals():
-            obj, key = entry if isinstance(entry, tuple) else (
-                entry, f'{entry.__module__}.{entry.__qualname__}')
-            allowed[key] = obj
-        if full in allowed:
-            return allowed[full]
+        if full in self._allowed:
+            return self._allowed[full]
         raise pickle.UnpicklingError(f'Unsupported global: GLOBAL {full}')
 
 
