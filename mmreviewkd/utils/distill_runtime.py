@@ -22,12 +22,14 @@ from mmengine.config import Config, ConfigDict
 # up on minute one), stop with a clear message when a loss becomes NaN/inf,
 # write a student-only checkpoint (work_dir/student_final.pth) when training
 # ends, and keep the RNG states in checkpoints so a resumed run augments its
-# data like an uninterrupted one.
+# data like an uninterrupted one; warn when the distillation's gradient
+# drowns or misses the task loss's (every 50 iterations).
 DISTILL_HOOKS = (
     dict(type='mmreviewkd.TeacherEvalHook', enabled=True),
     dict(type='mmreviewkd.NonFiniteLossHook', action='stop'),
     dict(type='mmreviewkd.StudentExportHook'),
     dict(type='mmreviewkd.RNGStateHook'),
+    dict(type='mmreviewkd.DistillGradRatioHook', interval=50),
 )
 
 # MMEngine's EMAHook averages the whole model, the frozen teacher included;

@@ -37,12 +37,18 @@ class ABF(BaseModule):
     anywhere. ``conv1`` and ``conv2`` are initialised kaiming-uniform with
     ``a=1``; ``att_conv`` and the BNs keep PyTorch's defaults.
 
+    With ``fusion='sum'`` (the paper's Table 7 ablation "RLF without ABF")
+    the residual is added as is, ``x + up(r)``, and there is no
+    ``att_conv``.
+
     Args:
         in_channels (int): Student channels at this level.
         mid_channels (int): Channels of the fused (residual) feature.
         out_channels (int): Teacher channels at this level.
         fuse (bool): Whether this level fuses a deeper residual. False for
             the deepest level of the chain.
+        fusion (str): How a fusing level fuses: ``'attention'`` (ABF, the
+            default) or ``'sum'`` (plain sum, an ablation).
         norm_cfg (dict): Config of the normalisation layers (mmcv's
             ``build_norm_layer``). Defaults to ``dict(type='BN')``.
         init_cfg (dict, optional): Overrides the default initialisation.
@@ -53,19 +59,28 @@ class ABF(BaseModule):
                  mid_channels: int,
                  out_channels: int,
                  fuse: bool,
+                 fusion: str = 'attention',
                  norm_cfg: dict = dict(type='BN'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if fusion not in ('attention', 'sum'):
+            raise ConfigError(f'ABF: fusion must be "attention" or "sum", '
+                              f'got {fusion!r}.')
         self.in_channels = in_channels
         self.mid_channels = mid_channels
         self.out_channels = out_channels
         self.fuse = fuse
+        self.fusion = fusion
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
         self.norm1 = build_norm_layer(norm_cfg, mid_channels)[1]
         self.conv2 = nn.Conv2d(
             mid_channels, out_channels, 3, padding=1, bias=False)
         self.norm2 = build_norm_layer(norm_cfg, out_channels)[1]
-        self.att_conv = nn.Conv2d(mid_channels * 2, 2, 1) if fuse else None
+        self.att_conv = nn.Conv2d(mid_channels * 2, 2, 1) \
+            if fuse and fusion == 'attention' else None
+        #: the last (N, 2, H, W) attention maps while ``record_attention``
+        self.record_attention = False
+        self.attention: Optional[torch.Tensor] = None
         nn.init.kaiming_uniform_(self.conv1.weight, a=1)
         nn.init.kaiming_uniform_(self.conv2.weight, a=1)
 
@@ -78,12 +93,16 @@ class ABF(BaseModule):
         ``att_conv`` runs at the residual's (lower) resolution and only its
         2-channel result is resized. Same values as the authors' form.
         """
+        if self.att_conv is None:  # fusion='sum'
+            return x + _resize(residual, x.shape[-2:])
         mid = self.mid_channels
         weight = self.att_conv.weight
         size = x.shape[-2:]
         logits = F.conv2d(x, weight[:, :mid], self.att_conv.bias) + _resize(
             F.conv2d(residual, weight[:, mid:]), size)
         att = torch.sigmoid(logits)
+        if self.record_attention:
+            self.attention = att.detach()
         return x * att[:, 0:1] + _resize(residual, size) * att[:, 1:2]
 
     def forward(
@@ -135,6 +154,8 @@ class ABFConnector(BaseModule):
             deep.
         mid_channels (int, optional): Channels of the fused features.
             Defaults to ``min(512, in_channels[-1])`` as in the original.
+        fusion (str): ``'attention'`` (ABF, default) or ``'sum'``: the
+            residual learning framework without ABF (Table 7 ablation).
         norm_cfg (dict): Normalisation layers of the ABFs (``SyncBN`` for
             synchronised BN). Defaults to ``dict(type='BN')``.
         init_cfg (dict, optional): Initialisation config.
@@ -144,6 +165,7 @@ class ABFConnector(BaseModule):
                  in_channels: Sequence[int],
                  out_channels: Sequence[int],
                  mid_channels: Optional[int] = None,
+                 fusion: str = 'attention',
                  norm_cfg: dict = dict(type='BN'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -174,8 +196,17 @@ class ABFConnector(BaseModule):
                 mid_channels,
                 out_c,
                 fuse=i < num_levels - 1,
+                fusion=fusion,
                 norm_cfg=norm_cfg)
             for i, (in_c, out_c) in enumerate(zip(in_channels, out_channels)))
+
+    def record_attention(self, enabled: bool = True) -> None:
+        """Keep (or stop keeping) each fusing ABF's last attention maps in
+        ``abfs[i].attention``, (N, 2, H, W): channel 0 weighs the level's
+        own feature, channel 1 the deeper residual (for pictures)."""
+        for abf in self.abfs:
+            abf.record_attention = enabled
+            abf.attention = None
 
     def forward(
             self,

@@ -7,6 +7,7 @@ One training step::
     teacher.extract_feat(inputs)    -> teacher features (no_grad, eval mode)
     connector(student features)     -> outputs shaped like the teacher's
     loss(outputs, teacher features) * loss_weight * warm-up  -> loss_hcl
+    each of distill_terms           -> loss_<name> (KD, DKD, FitNet, ...)
 
 ``predict`` / ``tensor`` modes and validation use the student alone.
 """
@@ -18,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmengine.config import ConfigDict
-from mmengine.logging import MessageHub, print_log
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
@@ -28,7 +29,9 @@ from mmreviewkd.utils.checkpoint_check import (key_mismatch, read_checkpoint,
 from mmreviewkd.utils.config_check import load_config
 from mmreviewkd.utils.errors import CheckpointError, ConfigError
 
-from .feature_tap import FeatureTap, build_feature_tap
+from .distill_term import (FeatureInputs, build_own, build_terms, check_weight,
+                           select_levels, warmup_factor)
+from .feature_tap import FeatureTap, _is_classifier, build_feature_tap
 from .level_pairing import Level, LevelPairing
 from .stage_discovery import dummy_forward_error
 from .teacher_input import TeacherRenormalizer
@@ -124,10 +127,11 @@ class ReviewKDDistiller(BaseModel):
         teacher_ckpt (str, optional): Teacher weights, loaded strictly. None
             only makes sense in tests or when the teacher config has its own
             ``init_cfg`` pretrained weights.
-        connector (dict): The connector mapping student levels to teacher
-            levels. ``in_channels``/``out_channels`` are inferred from a dummy
-            forward; explicit values are checked against the models.
-            Defaults to ``dict(type='ABFConnector')``.
+        connector (dict, optional): The connector mapping student levels to
+            teacher levels. ``in_channels``/``out_channels`` are inferred
+            from a dummy forward; explicit values are checked against the
+            models. Defaults to ``dict(type='ABFConnector')``. None: no
+            ReviewKD term (only ``distill_terms``, e.g. plain KD).
         distill_loss (dict): The feature loss. Defaults to
             ``dict(type='HCLLoss')``.
         loss_weight (float): lambda, the weight of the feature loss.
@@ -135,6 +139,13 @@ class ReviewKDDistiller(BaseModel):
             epochs, factor ``min(1, epoch / warmup_epochs)`` with 0-based
             epochs (epoch 0 has no feature loss); fractions are used as
             given. 0 disables warm-up.
+        distill_terms (dict[str, dict], optional): Further distillation
+            terms by name, each ``dict(loss=..., inputs=..., connector=...,
+            loss_weight=..., warmup_epochs=...)`` (see
+            :class:`DistillTerm`), logged as ``loss_<name>``. Teacher logits
+            are computed only when an active term reads them.
+        task_loss_weight (float): Multiplier of the student's own losses
+            (KD recipes use 0.1). Defaults to 1.0.
         student_feats (dict): How to read student features: ``preact``
             (bool), ``points`` (list of module names or ``(name, relu)``
             pairs, default inferred), ``pooled`` (module name of the pooled
@@ -163,23 +174,27 @@ class ReviewKDDistiller(BaseModel):
                  student: ModelCfg,
                  teacher: ModelCfg,
                  teacher_ckpt: Optional[str] = None,
-                 connector: dict = dict(type='ABFConnector'),
+                 connector: Optional[dict] = dict(type='ABFConnector'),
                  distill_loss: dict = dict(type='HCLLoss'),
                  loss_weight: float = 1.0,
                  warmup_epochs: float = 0,
+                 distill_terms: Optional[Dict[str, dict]] = None,
+                 task_loss_weight: float = 1.0,
                  student_feats: dict = dict(preact=False),
                  teacher_feats: dict = dict(preact=False),
                  infer_input_shape: Sequence[int] = (3, 32, 32),
                  data_preprocessor: Optional[dict] = None,
                  teacher_input: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
-        for name, value in (('loss_weight', loss_weight),
-                            ('warmup_epochs', warmup_epochs)):
-            if isinstance(value, bool) or not isinstance(
-                    value, (int, float)) or not value >= 0:
-                raise ConfigError(
-                    f'ReviewKDDistiller: {name} must be >= 0, got {value!r} '
-                    f'(a number: write it without quotes, e.g. {name}=1.0).')
+        self.loss_weight = check_weight(loss_weight, 'loss_weight')
+        self.warmup_epochs = check_weight(warmup_epochs, 'warmup_epochs')
+        self.task_loss_weight = check_weight(task_loss_weight,
+                                             'task_loss_weight')
+        terms = build_terms(distill_terms)
+        if connector is None and not terms:
+            raise ConfigError(
+                'ReviewKDDistiller: nothing to distil: connector=None and no '
+                'distill_terms; keep the ReviewKD connector or add a term.')
         if teacher_input not in ('auto', 'student'):
             raise ConfigError(f'ReviewKDDistiller: teacher_input must be '
                               f'"auto" or "student", got {teacher_input!r}.')
@@ -204,33 +219,94 @@ class ReviewKDDistiller(BaseModel):
                 self.data_preprocessor,
                 getattr(self.teacher, 'data_preprocessor', None))
 
-        self.loss_weight = float(loss_weight)
-        self.warmup_epochs = float(warmup_epochs)
         self.infer_input_shape = tuple(infer_input_shape)
         self.student_tap = self._build_tap(self.student, student_feats,
                                            'student')
         self.teacher_tap = self._build_tap(self.teacher, teacher_feats,
                                            'teacher')
         s_shapes, t_shapes = self.infer_feature_shapes(infer_input_shape)
-        self.connector = self._build_own(
-            self._connector_cfg(connector, s_shapes, t_shapes),
-            'ABFConnector')
-        self.distill_loss = self._build_own(distill_loss, 'HCLLoss')
-        # a loss whose forward takes `per_level` returns one value per level,
-        # logged as loss_hcl.<i>
-        self._loss_kwargs = dict(per_level=True) if 'per_level' in \
-            inspect.signature(self.distill_loss.forward).parameters else {}
+        self.connector, self.distill_loss = None, None
+        self._loss_kwargs: dict = {}
+        if connector is not None:
+            self.connector = build_own(
+                self._connector_cfg(connector, s_shapes, t_shapes),
+                'ABFConnector')
+            self.distill_loss = build_own(distill_loss, 'HCLLoss')
+            # a loss whose forward takes `per_level` returns one value per
+            # level, logged as loss_hcl.<i>
+            if 'per_level' in inspect.signature(
+                    self.distill_loss.forward).parameters:
+                self._loss_kwargs = dict(per_level=True)
+        self.distill_terms = nn.ModuleDict(terms)
+        self._student_logits: Optional[torch.Tensor] = None
+        self._build_terms(s_shapes, t_shapes)
+        #: set by DistillGradRatioHook: measure gradients in the next step
+        self.grad_probe = False
+        self.last_grad_probe: Optional[dict] = None
 
     # ------------------------------------------------------------------ build
+    def _build_terms(self, s_shapes: List[torch.Size],
+                     t_shapes: List[torch.Size]) -> None:
+        """Build the ``distill_terms`` on zeros shaped like the inputs they
+        read, hook the student's head if a term reads its logits, and let
+        the terms read the teacher (OFD margins)."""
+        if not len(self.distill_terms):
+            return
+        needs_logits = [
+            any(t.uses('logits')[side] for t in self.distill_terms.values())
+            for side in (0, 1)
+        ]
+        for who, model, needed in (('student', self.student, needs_logits[0]),
+                                   ('teacher', self.teacher, needs_logits[1])):
+            if needed and not _is_classifier(model):
+                raise ConfigError(
+                    f'ReviewKDDistiller: a distill term reads the {who}\'s '
+                    f'logits, but {type(model).__name__} is not a classifier '
+                    f'with a `head`; logit terms on detectors (RoI scores) '
+                    f'are not supported; use feature inputs.')
+        if needs_logits[0]:
+            self.student.head.register_forward_hook(self._record_logits)
+        s_pooled = [lvl.pooled for lvl in self._paired_levels[0]]
+        t_pooled = [lvl.pooled for lvl in self._paired_levels[1]]
+        abf = None
+        if self.connector is not None:
+            abf = [
+                torch.zeros(t_shapes[j])
+                for j in self._connector_teacher_levels(len(t_shapes))
+            ]
+        dummy_s = FeatureInputs([torch.zeros(s) for s in s_shapes], s_pooled,
+                                self._dummy_logits(self.student), abf)
+        dummy_t = FeatureInputs([torch.zeros(t) for t in t_shapes], t_pooled,
+                                self._dummy_logits(self.teacher))
+        t_names = [lvl.name for lvl in self._paired_levels[1]]
+        for name, term in self.distill_terms.items():
+            for side, inputs in ((0, dummy_s), (1, dummy_t)):
+                if inputs.get(term.inputs[side]) is None:
+                    raise ConfigError(
+                        f'ReviewKDDistiller: distill_terms.{name} reads '
+                        f'"{term.inputs[side]}", which the '
+                        f'{("student", "teacher")[side]} does not have '
+                        f'(abf needs the ReviewKD connector).')
+            term.build(dummy_s, dummy_t)
+            points = select_levels(term.inputs[1], t_names, t_pooled)
+            term.init_from_teacher(
+                self.teacher, [points] if isinstance(points, str) else
+                [] if points is None else list(points))
+
+    def _record_logits(self, module, inputs, output) -> None:
+        self._student_logits = output[-1] if isinstance(
+            output, (list, tuple)) else output
+
     @staticmethod
-    def _build_own(cfg: dict, default_type: str) -> nn.Module:
-        """Build a connector/loss; bare type names mean mmreviewkd's, and a
-        dict without ``type`` (e.g. only ``--cfg-options
-        model.connector.norm_cfg.type=SyncBN``) is the default type."""
-        cfg = copy.deepcopy(dict(cfg))
-        cfg.setdefault('type', default_type)
-        cfg.setdefault('_scope_', 'mmreviewkd')
-        return MODELS.build(cfg)
+    def _dummy_logits(model: nn.Module) -> Optional[torch.Tensor]:
+        num_classes = getattr(getattr(model, 'head', None), 'num_classes',
+                              None)
+        return None if num_classes is None else torch.zeros(1, num_classes)
+
+    def _connector_teacher_levels(self, num_levels: int) -> List[int]:
+        """The teacher level each connector output is compared with."""
+        return list(
+            getattr(self.connector, 'teacher_levels', range(num_levels)))
 
     @staticmethod
     def _with_preprocessor(cfg: ModelCfg,
@@ -287,6 +363,9 @@ class ReviewKDDistiller(BaseModel):
             shapes.append([f.shape for f in feats])
             levels.append(self._levels(tap, feats))
         pairing = LevelPairing.pair(*levels, tuple(input_shape[-2:]))
+        #: the paired levels (name, channels, size, pooled) of each side
+        self._paired_levels = ([levels[0][i] for i in pairing.student_keep],
+                               [levels[1][i] for i in pairing.teacher_keep])
         if any(pairing.dropped):
             self.student_tap = self.student_tap.subset(pairing.student_keep)
             self.teacher_tap = self.teacher_tap.subset(pairing.teacher_keep)
@@ -346,11 +425,11 @@ class ReviewKDDistiller(BaseModel):
         return self
 
     def distill_factor(self) -> float:
-        """``loss_weight * warm-up factor`` for the current epoch."""
-        if self.warmup_epochs <= 0:
-            return self.loss_weight
-        epoch = MessageHub.get_current_instance().get_info('epoch', 0)
-        return self.loss_weight * min(1.0, epoch / self.warmup_epochs)
+        """``loss_weight * warm-up factor`` of the ReviewKD term for the
+        current epoch (0 without a connector)."""
+        if self.connector is None:
+            return 0.0
+        return self.loss_weight * warmup_factor(self.warmup_epochs)
 
     def forward(self,
                 inputs: torch.Tensor,
@@ -362,17 +441,24 @@ class ReviewKDDistiller(BaseModel):
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[BaseDataElement]) -> Dict[str, torch.Tensor]:
-        """The student's task losses (keys prefixed ``student.``) plus
-        ``loss_hcl``; also logs ``loss_hcl.<level>`` (shallow to deep, part
-        of ``loss_hcl``, not added again) and ``distill_weight`` (lambda
-        times the warm-up factor)."""
+        """The student's task losses (keys prefixed ``student.``, times
+        ``task_loss_weight``), ``loss_hcl`` and ``loss_<name>`` per extra
+        term. Also logs ``loss_hcl.<level>`` (shallow to deep, part of
+        ``loss_hcl``, not added again), ``distill_weight`` (lambda times
+        the warm-up factor) and ``distill_weight.<name>`` per term."""
         self.student_tap.clear()
+        self._student_logits = None
         student_losses = self.student.loss(inputs, data_samples)
-        losses = {f'student.{k}': v for k, v in student_losses.items()}
+        losses = {
+            f'student.{k}': self._scale_task(k, v)
+            for k, v in student_losses.items()
+        }
         student_feats = self.student_tap.pop()
         weight = self.distill_factor()
-        if self.training and inputs.shape[0] == 1 and any(
-                f.shape[-2:].numel() == 1 for f in student_feats):
+        term_weights = {n: t.factor() for n, t in self.distill_terms.items()}
+        one_sample = self.training and inputs.shape[0] == 1 and any(
+            f.shape[-2:].numel() == 1 for f in student_feats)
+        if one_sample and self.connector is not None:
             # BatchNorm in training mode needs more than one value per
             # channel: a batch of one sample at a 1x1 (pooled) level has one
             if weight > 0:
@@ -384,22 +470,76 @@ class ReviewKDDistiller(BaseModel):
                     logger='current',
                     level=logging.WARNING)
             weight = 0.0
-            # zero, with every connector parameter in the graph (DDP)
-            losses['loss_hcl'] = sum(
-                p.sum() for p in self.connector.parameters()) * 0.0
-            self._log_zero_levels(losses, len(student_feats))
-        elif weight > 0:
-            self.teacher_tap.clear()
-            with torch.no_grad():
-                if self.teacher_renorm is not None:  # teacher's own mean/std
-                    self.teacher.extract_feat(
-                        self.teacher_renorm(inputs, data_samples))
-                else:
-                    self.teacher.extract_feat(inputs)
-            teacher_feats = self.teacher_tap.pop()
-            outs = self.connector(student_feats,
-                                  [t.shape[-2:] for t in teacher_feats])
-            loss = self.distill_loss(outs, teacher_feats,
+            for name, term in self.distill_terms.items():
+                if term.uses('abf')[0]:
+                    term_weights[name] = 0.0
+        active = [n for n, w in term_weights.items() if w > 0]
+        student_in = FeatureInputs(student_feats,
+                                   [lvl.pooled for lvl in
+                                    self._paired_levels[0]],
+                                   self._student_logits)
+        teacher_in = None
+        if weight > 0 or active:
+            teacher_in = self._teacher_inputs(inputs, data_samples, active)
+        if self.connector is not None:
+            need_abf = weight > 0 or any(
+                self.distill_terms[n].uses('abf')[0] for n in active)
+            if need_abf:
+                student_in.abf = self.connector(
+                    student_feats,
+                    [t.shape[-2:] for t in teacher_in.feats])
+            self._review_term(losses, weight, student_in, teacher_in,
+                              one_sample)
+        for name, term in self.distill_terms.items():
+            if name in active:
+                losses[f'loss_{name}'] = term(student_in, teacher_in,
+                                              data_samples) * \
+                    term_weights[name]
+            else:
+                losses[f'loss_{name}'] = term.zero(student_in)
+            losses[f'distill_weight.{name}'] = torch.tensor(
+                term_weights[name], device=inputs.device)
+        if self.grad_probe and self.training:
+            self.grad_probe = False
+            losses.update(self._probe_gradients(losses))
+        return losses
+
+    def _scale_task(self, key: str, value):
+        if self.task_loss_weight == 1.0 or 'loss' not in key:
+            return value
+        if isinstance(value, (list, tuple)):
+            return [v * self.task_loss_weight for v in value]
+        return value * self.task_loss_weight
+
+    @torch.no_grad()
+    def _teacher_inputs(self, inputs: torch.Tensor, data_samples,
+                        active: List[str]) -> FeatureInputs:
+        """The teacher's features, and its logits only if an active term
+        reads them."""
+        self.teacher_tap.clear()
+        if self.teacher_renorm is not None:  # teacher's own mean/std
+            inputs = self.teacher_renorm(inputs, data_samples)
+        feats = self.teacher.extract_feat(inputs)
+        logits = None
+        if any(self.distill_terms[n].uses('logits')[1] for n in active):
+            logits = self.teacher.head(feats)
+            if isinstance(logits, (list, tuple)):
+                logits = logits[-1]
+        return FeatureInputs(self.teacher_tap.pop(),
+                             [lvl.pooled for lvl in self._paired_levels[1]],
+                             logits)
+
+    def _review_term(self, losses: dict, weight: float,
+                     student: FeatureInputs,
+                     teacher: Optional[FeatureInputs],
+                     one_sample: bool = False) -> None:
+        """``loss_hcl`` (and its levels) of the connector's outputs."""
+        if weight > 0:
+            targets = [
+                teacher.feats[j] for j in self._connector_teacher_levels(
+                    len(teacher.feats))
+            ]
+            loss = self.distill_loss(student.abf, targets,
                                      **self._loss_kwargs)
             if isinstance(loss, (list, tuple)):  # per level
                 for i, level in enumerate(loss):
@@ -409,11 +549,86 @@ class ReviewKDDistiller(BaseModel):
         else:
             # Keep the connector in the graph (zero gradient) so DDP without
             # find_unused_parameters works during the warm-up epoch.
-            outs = self.connector(student_feats)
-            losses['loss_hcl'] = sum(o.sum() for o in outs) * 0.0
-            self._log_zero_levels(losses, len(outs))
-        losses['distill_weight'] = torch.tensor(weight, device=inputs.device)
-        return losses
+            # (not run on a batch of one: BN at the 1x1 level would fail)
+            outs = student.abf
+            if outs is None and not one_sample:
+                outs = self.connector(student.feats)
+            losses['loss_hcl'] = sum(o.sum() for o in outs or []) * 0.0 + \
+                sum(p.sum() for p in self.connector.parameters()) * 0.0
+            self._log_zero_levels(
+                losses,
+                len(self._connector_teacher_levels(len(student.feats))))
+        losses['distill_weight'] = torch.tensor(
+            weight, device=losses['loss_hcl'].device)
+
+    # ------------------------------------------------------------ diagnostics
+    def _last_stage_params(self) -> List[nn.Parameter]:
+        """Parameters of the deepest student stage that has any (the
+        module of the deepest non-pooled level, or its parents)."""
+        for level in reversed(self._paired_levels[0]):
+            if level.pooled:
+                continue
+            name = level.name.split('[')[0]
+            while True:
+                params = [
+                    p for p in self.student.get_submodule(name).parameters()
+                    if p.requires_grad
+                ]
+                if params or '.' not in name:
+                    break
+                name = name.rsplit('.', 1)[0]
+            if params:
+                return params
+        return [p for p in self.student.parameters() if p.requires_grad]
+
+    def _probe_gradients(self, losses: dict) -> Dict[str, torch.Tensor]:
+        """Norms of the gradients that the task loss and the distillation
+        losses send into the student's last stage (logged as
+        ``grad_norm.task`` / ``grad_norm.distill`` and their ratio
+        ``grad_ratio``; kept in ``last_grad_probe``)."""
+
+        def total(keys):
+            parts = []
+            for key in keys:
+                value = losses[key]
+                parts.extend(value if isinstance(value, list) else [value])
+            return sum(parts)
+
+        task = total(k for k in losses
+                     if k.startswith('student.') and 'loss' in k)
+        distill_keys = [
+            k for k in losses
+            if k == 'loss_hcl' or k[len('loss_'):] in self.distill_terms
+        ]
+        params = self._last_stage_params()
+        norms = []
+        for value in (task, total(distill_keys)):
+            grads = torch.autograd.grad(
+                value, params, retain_graph=True, allow_unused=True) \
+                if torch.is_tensor(value) and value.requires_grad else []
+            norms.append(
+                torch.sqrt(
+                    sum((g.detach().float()**2).sum()
+                        for g in grads if g is not None) +
+                    torch.zeros((), device=params[0].device)))
+        ratio = norms[1] / norms[0].clamp_min(1e-12)
+        review_weight = self.loss_weight if self.connector is not None \
+            else 0.0
+        factors = [(self.distill_factor(), review_weight)] + [
+            (t.factor(), t.loss_weight) for t in self.distill_terms.values()
+        ]
+        self.last_grad_probe = dict(
+            task=float(norms[0]),
+            distill=float(norms[1]),
+            ratio=float(ratio),
+            # the ratio is judged at full weights only
+            full_weight=all(f == w for f, w in factors
+                            if w > 0) and any(f > 0 for f, _ in factors))
+        return {
+            'grad_norm.task': norms[0],
+            'grad_norm.distill': norms[1],
+            'grad_ratio': ratio
+        }
 
     def _log_zero_levels(self, losses: dict, num_levels: int) -> None:
         """Per-level keys are logged on every iteration, zeros included, so
