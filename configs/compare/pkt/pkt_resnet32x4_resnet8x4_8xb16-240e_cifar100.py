@@ -1,0 +1,12 @@
+# PKT (pooled embedding) instead of ReviewKD.
+# Teacher, student, data and schedule: the pair's ReviewKD config.
+_base_ = [
+    '../../reviewkd/cifar100/reviewkd_resnet32x4_resnet8x4_8xb16-240e_cifar100.py',
+    '../../_base_/distill/pkt.py'
+]
+
+model = dict(
+    connector=None,
+    student_feats=dict(preact=False),
+    teacher_feats=dict(preact=False),
+    distill_terms=dict(pkt={{_base_.pkt}}))

@@ -1,0 +1,8 @@
+# ReviewKD (ABF + HCL) plus DKD on the logits.
+# Teacher, student, data and schedule: the pair's ReviewKD config.
+_base_ = [
+    '../../reviewkd/cifar100/reviewkd_resnet32x4_resnet8x4_8xb16-240e_cifar100.py',
+    '../../_base_/distill/dkd.py'
+]
+
+model = dict(distill_terms=dict(dkd={{_base_.dkd}}))
