@@ -202,3 +202,13 @@ def test_pooled_and_stage_inputs_select_the_right_levels():
     assert seen['p'] == [(4, 64), (4, 64)]
     stages = [(4, 16, 32, 32), (4, 32, 16, 16), (4, 64, 8, 8)]
     assert seen['s'] == [stages, stages]
+
+
+def test_describe_levels_lists_the_terms():
+    model = build(distill_terms=dict(kd=dict(KD, loss_weight=0.9),
+                                     fitnet=FITNET))
+    text = model.describe_levels()
+    assert 'term loss_kd: student logits -> teacher logits, KDLoss, ' \
+        'weight 0.9, warm-up 0 epochs' in text
+    assert 'term loss_fitnet: student stages.1 -> teacher stages.1, ' \
+        'FitNetRegressor + FitNetLoss, weight 3' in text

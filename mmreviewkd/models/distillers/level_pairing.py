@@ -174,10 +174,21 @@ def _listing(levels: Sequence[Level], input_size: Size) -> str:
 
 
 def _connector_part(connector: nn.Module, index: int) -> str:
+    if connector is None:
+        return 'none'
+    pairs = getattr(connector, 'pairs', None)
+    if pairs is not None:  # one adapter per (student, teacher) level pair
+        targets = [str(j) for i, j in pairs if i == index]
+        return f'adapters to teacher levels {", ".join(targets)}' \
+            if targets else 'not distilled'
     abfs = getattr(connector, 'abfs', None)
     if abfs is None or index >= len(abfs):
         return type(connector).__name__
     abf = abfs[index]
-    fuse = 'fuses the deeper level' if getattr(abf, 'fuse', False) else \
-        'no fuse (deepest)'
+    if not getattr(abf, 'fuse', False):
+        fuse = 'no fuse (deepest)'
+    elif getattr(abf, 'fusion', 'attention') == 'sum':
+        fuse = 'adds the deeper level'
+    else:
+        fuse = 'fuses the deeper level'
     return f'abfs[{index}] {fuse}, mid {getattr(abf, "mid_channels", "?")}'

@@ -387,14 +387,25 @@ class ReviewKDDistiller(BaseModel):
     def describe_levels(self) -> str:
         """A table of the distilled levels at ``infer_input_shape``: per
         level the student and teacher modules, channels, stride and size,
-        the connector part (ABF index, whether it fuses, mid channels), and
-        the levels dropped by the stride pairing."""
+        the connector part (ABF index, whether it fuses, mid channels), the
+        levels dropped by the stride pairing, and one line per extra
+        distillation term."""
         if self.__dict__.get('level_pairing') is None:
             self.infer_feature_shapes(self.infer_input_shape)
         h, w = self.level_pairing.input_size
-        return (f'levels at input {h}x{w} (stride = input / map size), '
-                f'shallow to deep:\n'
-                f'{self.level_pairing.table(self.connector)}')
+        lines = [
+            f'levels at input {h}x{w} (stride = input / map size), shallow '
+            f'to deep:', self.level_pairing.table(self.connector)
+        ]
+        for name, term in self.distill_terms.items():
+            parts = [type(p).__name__ for p in (term.connector, term.loss)
+                     if p is not None]
+            lines.append(
+                f'term loss_{name}: student {term.inputs[0]} -> teacher '
+                f'{term.inputs[1]}, {" + ".join(parts)}, weight '
+                f'{term.loss_weight:g}, warm-up {term.warmup_epochs:g} '
+                f'epochs')
+        return '\n'.join(lines)
 
     def _connector_cfg(self, cfg: dict, s_shapes, t_shapes) -> dict:
         cfg = copy.deepcopy(dict(cfg))
