@@ -5,6 +5,7 @@
 any other exception keeps its traceback (see :mod:`.cli_errors`). The
 subclasses also derive from the built-in error a Python caller would expect.
 """
+import math
 
 
 class UserError(Exception):
@@ -21,3 +22,19 @@ class CheckpointError(UserError, RuntimeError):
 
 class DataError(UserError, RuntimeError):
     """Data files that exist but cannot be used (damaged, wrong format)."""
+
+
+def check_number(owner: str,
+                 name: str,
+                 value,
+                 positive: bool = False) -> float:
+    """``value`` as a float; ConfigError unless it is a finite number
+    ``>= 0`` (``> 0`` if ``positive``)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    ok = ok and math.isfinite(value) and (value > 0 if positive else
+                                          value >= 0)
+    if not ok:
+        bound = '> 0' if positive else '>= 0'
+        raise ConfigError(f'{owner}: {name} must be a finite number '
+                          f'{bound}, got {value!r}.')
+    return float(value)

@@ -6,9 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmreviewkd.models.losses.kd import check_number
 from mmreviewkd.registry import MODELS
-from mmreviewkd.utils.errors import ConfigError
+from mmreviewkd.utils.errors import ConfigError, check_number
 
 Feats = Union[torch.Tensor, Sequence[torch.Tensor]]
 

@@ -1,29 +1,11 @@
 # Copyright (c) mmreviewkd contributors. All rights reserved.
 """Vanilla knowledge distillation on logits (Hinton et al., 2015)."""
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mmreviewkd.registry import MODELS
-from mmreviewkd.utils.errors import ConfigError
-
-
-def check_number(owner: str,
-                 name: str,
-                 value,
-                 positive: bool = False) -> float:
-    """``value`` as a float; ConfigError unless it is a finite number
-    ``>= 0`` (``> 0`` if ``positive``)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    ok = ok and math.isfinite(value) and (value > 0 if positive else
-                                          value >= 0)
-    if not ok:
-        bound = '> 0' if positive else '>= 0'
-        raise ConfigError(f'{owner}: {name} must be a finite number '
-                          f'{bound}, got {value!r}.')
-    return float(value)
+from mmreviewkd.utils.errors import ConfigError, check_number
 
 
 @MODELS.register_module()

@@ -3,9 +3,8 @@
 import torch
 import torch.nn as nn
 
-from mmreviewkd.models.losses.kd import check_number
 from mmreviewkd.registry import MODELS
-from mmreviewkd.utils.errors import ConfigError
+from mmreviewkd.utils.errors import ConfigError, check_number
 
 
 @MODELS.register_module()
