@@ -32,6 +32,7 @@ from mmreviewkd.utils.errors import CheckpointError, ConfigError
 from .distill_term import (FeatureInputs, build_own, build_terms, check_weight,
                            select_levels, warmup_factor)
 from .feature_tap import FeatureTap, _is_classifier, build_feature_tap
+from .grad_probe import grad_norms, last_stage_params
 from .level_pairing import Level, LevelPairing
 from .stage_discovery import dummy_forward_error
 from .teacher_input import TeacherRenormalizer
@@ -573,73 +574,30 @@ class ReviewKDDistiller(BaseModel):
             weight, device=losses['loss_hcl'].device)
 
     # ------------------------------------------------------------ diagnostics
-    def _last_stage_params(self) -> List[nn.Parameter]:
-        """Parameters of the deepest student stage that has any (the
-        module of the deepest non-pooled level, or its parents)."""
-        for level in reversed(self._paired_levels[0]):
-            if level.pooled:
-                continue
-            name = level.name.split('[')[0]
-            while True:
-                params = [
-                    p for p in self.student.get_submodule(name).parameters()
-                    if p.requires_grad
-                ]
-                if params or '.' not in name:
-                    break
-                name = name.rsplit('.', 1)[0]
-            if params:
-                return params
-        return [p for p in self.student.parameters() if p.requires_grad]
-
     def _probe_gradients(self, losses: dict) -> Dict[str, torch.Tensor]:
-        """Norms of the gradients that the task loss and the distillation
-        losses send into the student's last stage (logged as
-        ``grad_norm.task`` / ``grad_norm.distill`` and their ratio
-        ``grad_ratio``; kept in ``last_grad_probe``)."""
-
-        def total(keys):
-            parts = []
-            for key in keys:
-                value = losses[key]
-                parts.extend(value if isinstance(value, list) else [value])
-            return sum(parts)
-
-        task = total(k for k in losses
-                     if k.startswith('student.') and 'loss' in k)
+        """Gradient norms of task and distillation losses in the student's
+        last stage (see :func:`grad_norms`), logged and kept in
+        ``last_grad_probe`` with whether every weight is at its full value
+        (warm-up over), the only case the ratio is judged in."""
         distill_keys = [
             k for k in losses
             if k == 'loss_hcl' or k[len('loss_'):] in self.distill_terms
         ]
-        params = self._last_stage_params()
-        norms = []
-        for value in (task, total(distill_keys)):
-            grads = torch.autograd.grad(
-                value, params, retain_graph=True, allow_unused=True) \
-                if torch.is_tensor(value) and value.requires_grad else []
-            norms.append(
-                torch.sqrt(
-                    sum((g.detach().float()**2).sum()
-                        for g in grads if g is not None) +
-                    torch.zeros((), device=params[0].device)))
-        ratio = norms[1] / norms[0].clamp_min(1e-12)
+        norms = grad_norms(
+            losses, distill_keys,
+            last_stage_params(self.student, self._paired_levels[0]))
         review_weight = self.loss_weight if self.connector is not None \
             else 0.0
         factors = [(self.distill_factor(), review_weight)] + [
             (t.factor(), t.loss_weight) for t in self.distill_terms.values()
         ]
         self.last_grad_probe = dict(
-            task=float(norms[0]),
-            distill=float(norms[1]),
-            ratio=float(ratio),
-            # the ratio is judged at full weights only
+            task=float(norms['grad_norm.task']),
+            distill=float(norms['grad_norm.distill']),
+            ratio=float(norms['grad_ratio']),
             full_weight=all(f == w for f, w in factors
                             if w > 0) and any(f > 0 for f, _ in factors))
-        return {
-            'grad_norm.task': norms[0],
-            'grad_norm.distill': norms[1],
-            'grad_ratio': ratio
-        }
+        return norms
 
     def _log_zero_levels(self, losses: dict, num_levels: int) -> None:
         """Per-level keys are logged on every iteration, zeros included, so
