@@ -13,12 +13,18 @@
 3. Evaluates the three with ``tools/test.py`` (the ReviewKD student through
    its exported student-only checkpoint and the plain student config) and
    prints a table.
+4. Draws pictures into ``WORK_DIR/pictures`` and prints where they are: the
+   training curves of the baseline and the ReviewKD student
+   (``tools/analysis/plot_curves.py``), a few digits test images as PNG
+   files and the ABF attention maps of the ReviewKD distiller over them
+   (``tools/analysis/visualize_abf.py``).
 """
 import argparse
 import glob
 import json
 import os
 import os.path as osp
+import pickle
 import re
 import subprocess
 import sys
@@ -119,6 +125,45 @@ def test(config, checkpoint, work_dir, options):
     return float(found[-1])
 
 
+def save_test_images(data_root: str, out_dir: str, num: int = 4) -> list:
+    """The first test image of each of ``num`` classes as PNG files."""
+    from PIL import Image
+    with open(osp.join(data_root, 'cifar-100-python', 'test'), 'rb') as f:
+        test = pickle.load(f, encoding='latin1')
+    images = np.asarray(test['data'], dtype=np.uint8).reshape(
+        -1, 3, 32, 32).transpose(0, 2, 3, 1)
+    os.makedirs(out_dir, exist_ok=True)
+    paths, seen = [], set()
+    for i, label in enumerate(test['fine_labels']):
+        if label in seen:
+            continue
+        seen.add(label)
+        path = osp.join(out_dir, f'test{i:04d}_digit{label}.png')
+        Image.fromarray(images[i]).save(path)
+        paths.append(path)
+        if len(paths) == num:
+            break
+    return paths
+
+
+def draw_pictures(work, dirs, epochs, data_root):
+    """Curves of the two students, test images and their ABF maps."""
+    from mmreviewkd.analysis import plot_curves, visualize_abf
+    out = osp.join(work, 'pictures')
+    curves = plot_curves(
+        [dirs['student'], dirs['reviewkd']],
+        out=osp.join(out, 'curves.png'),
+        labels=['resnet8 alone', 'resnet8 ReviewKD'],
+        title='quickstart (digits): the student alone vs ReviewKD')
+    images = save_test_images(data_root, osp.join(out, 'digits'))
+    maps = visualize_abf(
+        REVIEWKD_CFG,
+        osp.join(dirs['reviewkd'], f'epoch_{epochs}.pth'),
+        images,
+        osp.join(out, 'abf'))
+    return curves, images, maps
+
+
 def main(argv=None):
     args = parse_args(argv)
     work = osp.abspath(args.work_dir)
@@ -178,6 +223,20 @@ def main(argv=None):
     print(f'student-only checkpoint: {student_ckpt}')
     print(f'  loads into the plain student config: python tools/test.py '
           f'{osp.relpath(STUDENT_CFG, ROOT)} {student_ckpt}')
+
+    print('[quickstart] drawing the pictures', flush=True)
+    curves, images, maps = draw_pictures(work, dirs, e, data_root)
+    print(f'pictures in {osp.join(work, "pictures")}:')
+    print(f'  training curves (baseline vs ReviewKD): {curves}')
+    for path in images:
+        print(f'  test image: {path}')
+    for path in maps:
+        print(f'  ABF attention maps: {path}')
+    print(f'  redraw: python tools/analysis/plot_curves.py {dirs["student"]} '
+          f'{dirs["reviewkd"]} --out curves.png')
+    print(f'          python tools/analysis/visualize_abf.py '
+          f'{osp.relpath(REVIEWKD_CFG, ROOT)} '
+          f'{osp.join(dirs["reviewkd"], f"epoch_{e}.pth")} IMAGE...')
     print(f'total time: {(time.time() - t_start) / 60:.1f} min')
 
 

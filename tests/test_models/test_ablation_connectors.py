@@ -36,10 +36,10 @@ def test_review_mechanism_builds_one_adapter_per_lower_triangular_pair():
         assert isinstance(adapter, ABF) and not adapter.fuse
         assert adapter.in_channels == CH[i]
         assert adapter.out_channels == [8, 16, 32, 48][j]
-    outs = conn(feats(), [(32, 32), (16, 16), (8, 8), (1, 1)])
+    sizes = [(32, 32), (16, 16), (8, 8), (1, 1)]
+    outs = conn(feats(), sizes)
     for out, (i, j) in zip(outs, conn.pairs):
-        assert out.shape == (2, [8, 16, 32, 48][j], *[(32, 32), (16, 16),
-                                                     (8, 8), (1, 1)][j])
+        assert out.shape == (2, [8, 16, 32, 48][j], *sizes[j])
 
 
 def test_review_pairs_do_not_fuse_each_output_depends_on_its_level_only():

@@ -36,3 +36,15 @@ def test_quickstart_trains_three_models_and_prints_the_table(tmp_path):
     assert state and all(k.startswith(('backbone.', 'head.')) for k in state)
     assert 'loss_hcl' in open(
         osp.join(str(tmp_path), 'reviewkd', 'train.log')).read()
+    # the pictures: curves of both students, test images, their ABF maps
+    pictures = osp.join(str(tmp_path), 'pictures')
+    assert f'pictures in {pictures}:' in out
+    curves = osp.join(pictures, 'curves.png')
+    assert f'training curves (baseline vs ReviewKD): {curves}' in out
+    images = re.findall(r'^  test image: (.+\.png)$', out, re.M)
+    maps = re.findall(r'^  ABF attention maps: (.+\.png)$', out, re.M)
+    assert len(images) == len(maps) == 4, out[-2000:]
+    for path in [curves] + images + maps:
+        assert path.startswith(pictures) and osp.getsize(path) > 0, path
+        with open(path, 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n', path
