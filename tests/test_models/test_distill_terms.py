@@ -212,3 +212,27 @@ def test_describe_levels_lists_the_terms():
         'weight 0.9, warm-up 0 epochs' in text
     assert 'term loss_fitnet: student stages.1 -> teacher stages.1, ' \
         'FitNetRegressor + FitNetLoss, weight 3' in text
+
+
+def test_a_term_set_to_none_is_removed_and_a_list_is_refused():
+    model = build(distill_terms=dict(kd=KD, fitnet=None))
+    assert list(model.distill_terms) == ['kd']
+    with pytest.raises(ConfigError, match='must be a dict of named terms'):
+        build(distill_terms=[KD])
+
+
+def test_a_zero_weight_says_the_term_is_off():
+    import logging
+
+    from mmengine.logging import MMLogger
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        build(loss_weight=0.0, distill_terms=dict(kd=dict(KD, loss_weight=0)))
+    finally:
+        logger.removeHandler(handler)
+    assert any('loss_weight, distill_terms.kd.loss_weight = 0: that '
+               'distillation term is off' in m for m in messages)

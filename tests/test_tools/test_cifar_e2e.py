@@ -196,3 +196,38 @@ def test_teacher_stays_in_eval_through_runner_train(trained, tmp_path):
     for k, v in runner.model.teacher.state_dict().items():
         torch.testing.assert_close(v, before[k], msg=k)
     assert glob.glob(osp.join(str(tmp_path), 'epoch_1.pth'))
+
+
+@pytest.mark.slow
+def test_compared_method_config_trains_with_the_datasets_labels_and_indices(
+        trained, tmp_path):
+    """CRD (sample indices, labels) plus DKD (labels) on top of the shipped
+    CRD config, one epoch through tools/train.py: both terms are logged and
+    the memory bank holds every training image's label at its index."""
+    cfg = osp.join(ROOT, 'configs/compare/crd/'
+                   'crd_resnet56_resnet20_8xb16-240e_cifar100.py')
+    work_dir = str(tmp_path / 'crd')
+    log = run_tool(
+        'train.py', cfg, '--work-dir', work_dir, '--cfg-options',
+        'train_cfg.max_epochs=1', 'default_hooks.logger.interval=1',
+        'model.distill_terms.crd.loss.num_negatives=64',
+        'model.distill_terms.dkd.loss.type=DKDLoss',
+        'model.distill_terms.dkd.inputs=logits',
+        f'model.teacher_ckpt={trained["teacher_ckpt"]}', *trained['opts'])
+    assert re.search(r'loss_crd: \d', log) and re.search(r'loss_dkd: \d', log)
+    ckpt = torch.load(
+        osp.join(work_dir, 'epoch_1.pth'), map_location='cpu',
+        weights_only=False)
+    labels = next(v for k, v in ckpt['state_dict'].items()
+                  if k.startswith('distill_terms.crd.') and
+                  k.endswith('labels'))
+    with open(osp.join(trained['data_root'], 'cifar-100-python', 'train'),
+              'rb') as f:
+        fine = pickle.load(f, encoding='latin1')['fine_labels']
+    # drop_last: every full batch of the 48 images was seen once
+    seen = labels[:len(fine)] >= 0
+    assert seen.sum() == 48
+    assert labels[:len(fine)][seen].tolist() == [
+        fine[i] for i in range(len(fine)) if seen[i]
+    ]
+    assert (labels[len(fine):] == -1).all()

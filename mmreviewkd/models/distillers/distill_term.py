@@ -244,9 +244,17 @@ class DistillTerm(nn.Module):
 
 
 def build_terms(cfg: Optional[Dict[str, dict]]) -> Dict[str, DistillTerm]:
-    """``distill_terms`` of the config as (unbuilt) :class:`DistillTerm`."""
+    """``distill_terms`` of the config as (unbuilt) :class:`DistillTerm`;
+    a term set to None is left out."""
+    if cfg is not None and not isinstance(cfg, dict):
+        raise ConfigError(
+            f'ReviewKDDistiller: distill_terms must be a dict of named terms, '
+            f'e.g. dict(kd=dict(loss=dict(type="KDLoss"), inputs="logits")), '
+            f'got {type(cfg).__name__}.')
     terms = {}
     for name, term in (cfg or {}).items():
+        if term is None:  # removed: --cfg-options model.distill_terms.kd=None
+            continue
         if not isinstance(term, dict) or 'loss' not in term:
             raise ConfigError(
                 f'ReviewKDDistiller: distill_terms.{name} must be a dict with '

@@ -241,6 +241,16 @@ class ReviewKDDistiller(BaseModel):
         self.distill_terms = nn.ModuleDict(terms)
         self._student_logits: Optional[torch.Tensor] = None
         self._build_terms(s_shapes, t_shapes)
+        off = [f'distill_terms.{n}.loss_weight' for n, t in terms.items()
+               if t.loss_weight == 0]
+        if connector is not None and self.loss_weight == 0:
+            off.insert(0, 'loss_weight')
+        if off:
+            print_log(
+                f'ReviewKDDistiller: {", ".join(off)} = 0: that distillation '
+                f'term is off for the whole run (logged as 0).',
+                logger='current',
+                level=logging.WARNING)
         #: set by DistillGradRatioHook: measure gradients in the next step
         self.grad_probe = False
         self.last_grad_probe: Optional[dict] = None
