@@ -281,7 +281,8 @@ def test_default_cpu_run_log_is_short_and_shows_progress(default_run):
     assert first < 40, '\n'.join(lines[:first + 1])
     head = lines[:first]
     # no multi-kilobyte environment line, no config dump, no hook table
-    assert max(len(line) for line in head) < 300
+    # (the one-line hook list is the longest: ~300 characters)
+    assert max(len(line) for line in head) < 500
     text = '\n'.join(head)
     assert 'System environment' not in text and 'before_train:' not in text
     config_line = next(line for line in head if 'Config: the full' in line)
