@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from mmreviewkd.registry import MODELS
 from mmreviewkd.utils.errors import ConfigError, check_number
 
+from .utils import pool_to_common_size
+
 Feats = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
@@ -72,13 +74,7 @@ class ATLoss(nn.Module):
                     raise ConfigError(
                         f'ATLoss: expects maps (N, C, H, W) with the same N, '
                         f'got {tuple(s.shape)} and {tuple(t.shape)}.')
-                size = (min(s.shape[2], t.shape[2]),
-                        min(s.shape[3], t.shape[3]))
-                s, t = s.float(), t.detach().float()
-                if tuple(s.shape[2:]) != size:
-                    s = F.adaptive_avg_pool2d(s, size)
-                if tuple(t.shape[2:]) != size:
-                    t = F.adaptive_avg_pool2d(t, size)
+                s, t = pool_to_common_size(s.float(), t.detach().float())
                 diff = self.attention(s) - self.attention(t)
                 loss = loss + diff.square().mean()
         return loss * self.loss_weight

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from mmreviewkd.registry import MODELS
 from mmreviewkd.utils.errors import ConfigError
 
+from .utils import pool_to_common_size
+
 Channels = Union[int, Sequence[int]]
 Feats = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -23,19 +25,6 @@ def _as_list(channels: Channels, name: str) -> List[int]:
         raise ConfigError(f'VIDLoss: {name} must be a positive int or a '
                           f'non-empty list of them, got {channels!r}.')
     return values
-
-
-def _pool_to_common(student: torch.Tensor, teacher: torch.Tensor):
-    """Adaptive-average-pool each map to the smaller of the two sizes (the
-    reference pools the larger map to the smaller, square; this also handles
-    non-square maps)."""
-    size = (min(student.shape[2], teacher.shape[2]),
-            min(student.shape[3], teacher.shape[3]))
-    if tuple(student.shape[2:]) != size:
-        student = F.adaptive_avg_pool2d(student, size)
-    if tuple(teacher.shape[2:]) != size:
-        teacher = F.adaptive_avg_pool2d(teacher, size)
-    return student, teacher
 
 
 @MODELS.register_module()
@@ -114,7 +103,7 @@ class VIDLoss(nn.Module):
     def level_loss(self, level: int, student: torch.Tensor,
                    teacher: torch.Tensor) -> torch.Tensor:
         """The (unweighted) VID loss of one level."""
-        student, teacher = _pool_to_common(student, teacher.detach())
+        student, teacher = pool_to_common_size(student, teacher.detach())
         mean = self.regressors[level](student).float()
         var = self.variance(level).view(1, -1, 1, 1)
         if mean.shape != teacher.shape:
