@@ -9,7 +9,7 @@ from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
-from helpers.models import classifier
+from helpers.models import PREPROCESSOR, classifier
 from mmreviewkd.models import ReviewKDDistiller
 from mmreviewkd.models.connectors import (ABF, ABFConnector,
                                           ReviewPairsConnector)
@@ -111,11 +111,7 @@ def build(**kwargs):
     cfg = dict(
         student=classifier(8),
         teacher=classifier(14),
-        data_preprocessor=dict(
-            type='mmpretrain.ClsDataPreprocessor',
-            num_classes=10,
-            mean=[0., 0., 0.],
-            std=[1., 1., 1.]),
+        data_preprocessor=PREPROCESSOR,
         distill_loss=dict(type='HCLLoss', pool_sizes=()))
     cfg.update(kwargs)
     with DefaultScope.overwrite_default_scope('mmpretrain'):

@@ -6,17 +6,11 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
-from mmpretrain.structures import DataSample
 
-from helpers.models import classifier
+from helpers.models import PREPROCESSOR, batch, classifier
 from mmreviewkd.models import ReviewKDDistiller
 from mmreviewkd.utils.errors import ConfigError
 
-PREPROCESSOR = dict(
-    type='mmpretrain.ClsDataPreprocessor',
-    num_classes=10,
-    mean=[0., 0., 0.],
-    std=[1., 1., 1.])
 KD = dict(loss=dict(type='KDLoss', tau=4.0), inputs='logits')
 FITNET = dict(
     connector=dict(type='FitNetRegressor'),
@@ -40,13 +34,6 @@ def build(**kwargs):
         model = ReviewKDDistiller(**cfg)
     model.train()
     return model
-
-
-def batch(n=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(n, 3, 32, 32, generator=g)
-    samples = [DataSample().set_gt_label(i % 10) for i in range(n)]
-    return inputs, samples
 
 
 def set_epoch(epoch):

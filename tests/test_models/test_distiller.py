@@ -4,8 +4,8 @@ import pytest
 import torch
 from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
-from mmpretrain.structures import DataSample
 
+from helpers.models import PREPROCESSOR, batch
 from mmreviewkd.models import ReviewKDDistiller
 from mmreviewkd.models.losses import HCLLoss
 
@@ -22,13 +22,6 @@ def classifier(depth, num_classes=10, in_channels=64, **backbone):
             loss=dict(type='mmpretrain.CrossEntropyLoss')))
 
 
-PREPROCESSOR = dict(
-    type='mmpretrain.ClsDataPreprocessor',
-    num_classes=10,
-    mean=[0., 0., 0.],
-    std=[1., 1., 1.])
-
-
 def build(**kwargs):
     cfg = dict(
         student=classifier(8),
@@ -39,13 +32,6 @@ def build(**kwargs):
     cfg.update(kwargs)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return ReviewKDDistiller(**cfg)
-
-
-def batch(n=4, size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(n, 3, size, size, generator=g)
-    samples = [DataSample().set_gt_label(i % 10) for i in range(n)]
-    return inputs, samples
 
 
 def set_epoch(epoch):

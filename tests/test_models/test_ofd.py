@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 from mmengine.registry import DefaultScope
 
+from helpers.models import classifier
 from mmreviewkd.models.connectors.ofd_connector import OFDConnector
 from mmreviewkd.models.losses.ofd import (OFDLoss, gaussian_negative_margin,
                                           margins_from_bn)
@@ -127,17 +128,8 @@ def test_ofd_errors():
 
 
 def build_teacher(backbone):
-    cfg = dict(
-        type='mmpretrain.ImageClassifier',
-        backbone=backbone,
-        neck=dict(type='mmpretrain.GlobalAveragePooling'),
-        head=dict(
-            type='mmpretrain.LinearClsHead',
-            num_classes=10,
-            in_channels=64,
-            loss=dict(type='mmpretrain.CrossEntropyLoss')))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg)
+        model = MODELS.build(classifier(backbone=backbone))
     torch.manual_seed(0)
     for m in model.modules():  # make every BN distinct
         if isinstance(m, nn.BatchNorm2d):

@@ -11,6 +11,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
+from helpers.models import PREPROCESSOR
 from mmreviewkd.models import ReviewKDDistiller
 from mmreviewkd.models.distillers.feature_tap import (FeatureTap,
                                                       build_feature_tap,
@@ -38,11 +39,6 @@ TINY_VIT = dict(
     img_size=32,
     patch_size=8,
     out_type='cls_token')
-PREPROCESSOR = dict(
-    type='mmpretrain.ClsDataPreprocessor',
-    num_classes=10,
-    mean=[0., 0., 0.],
-    std=[1., 1., 1.])
 
 
 def classifier(backbone, neck=True, in_channels=8):

@@ -6,18 +6,13 @@ import torch
 from mmengine.registry import DefaultScope
 from mmpretrain.structures import DataSample
 
-from helpers.models import classifier
+from helpers.models import PREPROCESSOR, classifier
 from mmreviewkd.models import ReviewKDDistiller
 from mmreviewkd.models.connectors.ofd_connector import OFDConnector  # noqa
 from mmreviewkd.models.losses.crd import CRDLoss  # noqa
 from mmreviewkd.models.losses.ofd import OFDLoss, margins_from_bn
 from mmreviewkd.models.losses.vid import VIDLoss  # noqa
 
-PREPROCESSOR = dict(
-    type='mmpretrain.ClsDataPreprocessor',
-    num_classes=10,
-    mean=[0., 0., 0.],
-    std=[1., 1., 1.])
 TERMS = dict(
     vid=dict(loss=dict(type='VIDLoss'), inputs='stages'),
     ofd=dict(
